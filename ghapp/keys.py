@@ -1,0 +1,35 @@
+"""The Redis keys ghapp owns, named in one place so the web and worker processes agree."""
+
+from __future__ import annotations
+
+PREFIX = "ghapp"
+# GitHub lets a delivery be redelivered for 3 days (7 on Enterprise Server): remember longer.
+LEDGER_TTL = 8 * 24 * 3600
+# The payload waits for its job; a job still queued after this long has bigger problems.
+PAYLOAD_TTL = 8 * 24 * 3600
+
+
+def delivery(app: str, delivery_id: str) -> str:
+    """The ledger entry of one delivery (GitHub shares delivery ids across hooks: key by App)."""
+    return f"{PREFIX}:delivery:{app}:{delivery_id}"
+
+
+def payload(job_id: str) -> str:
+    return f"{PREFIX}:payload:{job_id}"
+
+
+def installation(installation_id: int) -> str:
+    return f"{PREFIX}:installation:{installation_id}"
+
+
+def installation_repositories(installation_id: int) -> str:
+    return f"{PREFIX}:installation:{installation_id}:repositories"
+
+
+def tokens(installation_id: int) -> str:
+    """The hash of one installation's cached tokens (a field per scope): one DEL drops them all."""
+    return f"{PREFIX}:tokens:{installation_id}"
+
+
+def token_lock(installation_id: int, scope: str) -> str:
+    return f"{PREFIX}:token-lock:{installation_id}:{scope}"

@@ -1,0 +1,180 @@
+"""Every setting ghapp reads, declared once with its default, parsed from one mapping.
+
+Nothing here reads ``os.environ`` at import time: callers pass the environment in
+(``load_settings(os.environ)``), so tests build settings from plain dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_GITHUB_URL = "https://github.com"
+DEFAULT_PORT = 3000
+DEFAULT_JOB_TIMEOUT = 600
+DEFAULT_WORKERS = 2
+QUEUE_NAME = "ghapp"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str | None = None
+    # The PEM bytes; never shown by repr() so a logged Settings leaks nothing.
+    private_key: bytes | None = field(default=None, repr=False)
+    private_key_path: str | None = None
+    webhook_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    api_url: str = DEFAULT_API_URL
+    github_url: str = DEFAULT_GITHUB_URL
+    redis_url: str | None = None
+    port: int = DEFAULT_PORT
+    process_command: str | None = None
+    processor: str | None = None
+    push_branches: tuple[str, ...] = ()
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+    workers: int = DEFAULT_WORKERS
+    queue_name: str = QUEUE_NAME
+    token_cache_key: str | None = field(default=None, repr=False)
+
+    def require_web(self) -> None:
+        """Raise ConfigError unless the web process has what it needs."""
+        if not self.webhook_secrets:
+            raise ConfigError(
+                "GITHUB_WEBHOOK_SECRET is not set: set it to the webhook secret of your GitHub App"
+            )
+
+    def require_redis(self) -> None:
+        if not self.redis_url:
+            raise ConfigError(
+                "REDIS_URL is not set: point it at your Redis (on Heroku, add a Redis add-on), "
+                "or use `ghapp serve` to run an embedded one"
+            )
+
+    def require_worker(self) -> None:
+        """Raise ConfigError unless the worker can authenticate as the App."""
+        if not self.app_id:
+            raise ConfigError("GITHUB_APP_ID is not set: set it to your GitHub App's ID")
+        if not self.private_key:
+            raise ConfigError(
+                "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH is not set: "
+                "give the App's private key (.pem) in one of them"
+            )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number: set it to e.g. {default}"
+        ) from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small: it must be at least {minimum}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={raw!r} is not an http(s) URL: set it to e.g. {default}")
+    return raw.rstrip("/")
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def parse_private_key(raw: str) -> bytes:
+    """Accept a PEM as is, with literal ``\\n`` escapes (Heroku config vars), or base64-encoded.
+
+    Only the shape is checked here; ``check_private_key`` loads it.
+    """
+    text = raw.strip().strip('"').strip("'")
+    if "-----BEGIN" in text:
+        return (text.replace("\\n", "\n").strip() + "\n").encode()
+    try:
+        decoded = base64.b64decode("".join(text.split()), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    if "-----BEGIN" in decoded:
+        return (decoded.strip() + "\n").encode()
+    raise ConfigError(
+        "GITHUB_PRIVATE_KEY is not a PEM private key (nor base64 of one): "
+        "paste the whole .pem file the App's settings page gave you"
+    )
+
+
+def check_private_key(pem: bytes) -> None:
+    """Load the key once so a malformed one fails at start, with a message that shows none of it."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "the App's private key could not be read: give the unencrypted .pem file "
+            "that GitHub generated for the App"
+        ) from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigError("the App's private key is not an RSA key: GitHub Apps use RSA .pem keys")
+
+
+def _private_key(env: Mapping[str, str]) -> tuple[bytes | None, str | None]:
+    raw = env.get("GITHUB_PRIVATE_KEY", "")
+    if raw.strip():
+        return parse_private_key(raw), None
+    path = env.get("GITHUB_PRIVATE_KEY_PATH", "").strip()
+    if not path:
+        return None, None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"GITHUB_PRIVATE_KEY_PATH={path!r} cannot be read ({exc.strerror}): "
+            "point it at the App's .pem file"
+        ) from None
+    return parse_private_key(text), path
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; raise ConfigError on malformed values."""
+    private_key, key_path = _private_key(env)
+    return Settings(
+        app_id=env.get("GITHUB_APP_ID", "").strip() or None,
+        private_key=private_key,
+        private_key_path=key_path,
+        webhook_secrets=tuple(s.encode() for s in _list(env.get("GITHUB_WEBHOOK_SECRET"))),
+        api_url=_url(env, "GITHUB_API_URL", DEFAULT_API_URL),
+        github_url=_url(env, "GITHUB_URL", DEFAULT_GITHUB_URL),
+        redis_url=env.get("REDIS_URL", "").strip() or None,
+        port=_int(env, "PORT", DEFAULT_PORT),
+        process_command=env.get("PROCESS_COMMAND", "").strip() or None,
+        processor=env.get("PROCESSOR", "").strip() or None,
+        push_branches=_list(env.get("PUSH_BRANCHES")),
+        job_timeout=_int(env, "JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT),
+        workers=_int(env, "WORKERS", DEFAULT_WORKERS),
+        token_cache_key=env.get("TOKEN_CACHE_KEY", "").strip() or None,
+    )
+
+
+def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
+    """The process environment over the values of a ``.env`` file (the environment wins)."""
+    from dotenv import dotenv_values
+
+    merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+    merged.update(os.environ)
+    return merged

@@ -1,0 +1,71 @@
+"""Plain records the simulator keeps: installations, repositories, minted tokens, requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Installation:
+    """One installation of the simulated App on an account."""
+
+    id: int
+    account: str
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A repository hosted by the simulator, backed by a bare git repository on disk."""
+
+    id: int
+    full_name: str
+    name: str
+    owner: str
+    installation_id: int
+    clone_url: str
+    default_branch: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class MintRecord:
+    """One installation access token the simulator issued."""
+
+    token: str = field(repr=False)
+    installation_id: int
+    repository_ids: tuple[int, ...] | None
+    permissions: dict[str, str]
+    expires_at: datetime
+    jwt_claims: dict[str, Any]
+    minted_at: float
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One HTTP request the simulator answered, with the status it answered."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    status: int
+
+
+@dataclass
+class InjectedFailure:
+    """A canned answer for the next ``remaining`` requests matching method and path prefix."""
+
+    method: str
+    path_prefix: str
+    status: int
+    remaining: int
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+    def matches(self, method: str, path: str) -> bool:
+        method_ok = self.method == "*" or self.method.upper() == method.upper()
+        return self.remaining > 0 and method_ok and path.startswith(self.path_prefix)

@@ -1,0 +1,138 @@
+"""Thread-safe in-memory state of the simulator: installations, repositories, tokens, requests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+from ghapp.simulator.models import (
+    InjectedFailure,
+    Installation,
+    MintRecord,
+    Repository,
+    RequestRecord,
+)
+
+FIRST_REPOSITORY_ID = 1000
+FIRST_ACCOUNT_ID = 9000
+
+
+class Registry:
+    """Everything the HTTP handlers and the Python API share, behind one lock."""
+
+    def __init__(self, token_lifetime: int = 3600) -> None:
+        self.token_lifetime = token_lifetime
+        self._lock = threading.Lock()
+        self._installations: dict[int, Installation] = {}
+        self._account_ids: dict[str, int] = {}
+        self._repositories: dict[str, Repository] = {}
+        self._tokens: dict[str, MintRecord] = {}
+        self._mints: list[MintRecord] = []
+        self._requests: list[RequestRecord] = []
+        self._failures: list[InjectedFailure] = []
+        self._next_repository_id = FIRST_REPOSITORY_ID
+
+    # Installations -----------------------------------------------------------------------
+
+    def add_installation(self, installation_id: int, account: str, suspended: bool) -> None:
+        with self._lock:
+            if installation_id in self._installations:
+                raise ValueError(f"installation {installation_id} already exists")
+            self._installations[installation_id] = Installation(installation_id, account, suspended)
+            self._account_id_locked(account)
+
+    def set_suspended(self, installation_id: int, suspended: bool) -> None:
+        with self._lock:
+            current = self._require_installation_locked(installation_id)
+            self._installations[installation_id] = replace(current, suspended=suspended)
+
+    def delete_installation(self, installation_id: int) -> None:
+        with self._lock:
+            self._require_installation_locked(installation_id)
+            del self._installations[installation_id]
+
+    def installation(self, installation_id: int) -> Installation | None:
+        with self._lock:
+            return self._installations.get(installation_id)
+
+    def account_id(self, login: str) -> int:
+        """A stable numeric id for an account login (assigned on first use)."""
+        with self._lock:
+            return self._account_id_locked(login)
+
+    # Repositories ------------------------------------------------------------------------
+
+    def add_repository(self, build: Callable[[int], Repository]) -> Repository:
+        """Reserve the next repository id, build the record with it and store it."""
+        with self._lock:
+            repo = build(self._next_repository_id)
+            key = repo.full_name.lower()
+            if key in self._repositories:
+                raise ValueError(f"repository {repo.full_name} already exists")
+            self._repositories[key] = repo
+            self._next_repository_id += 1
+            self._account_id_locked(repo.owner)
+            return repo
+
+    def repository(self, full_name: str) -> Repository | None:
+        with self._lock:
+            return self._repositories.get(full_name.lower())
+
+    def repositories_of(self, installation_id: int) -> list[Repository]:
+        with self._lock:
+            return [r for r in self._repositories.values() if r.installation_id == installation_id]
+
+    # Tokens ------------------------------------------------------------------------------
+
+    def record_mint(self, record: MintRecord) -> None:
+        with self._lock:
+            self._tokens[record.token] = record
+            self._mints.append(record)
+
+    def mint_record(self, token: str) -> MintRecord | None:
+        with self._lock:
+            return self._tokens.get(token)
+
+    def mints(self) -> list[MintRecord]:
+        with self._lock:
+            return list(self._mints)
+
+    # Requests and injected failures ------------------------------------------------------
+
+    def record_request(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def add_failure(self, failure: InjectedFailure) -> None:
+        with self._lock:
+            self._failures.append(failure)
+
+    def take_failure(self, method: str, path: str) -> InjectedFailure | None:
+        """Consume one use of the first injected failure matching this request, if any."""
+        with self._lock:
+            for failure in self._failures:
+                if failure.matches(method, path):
+                    failure.remaining -= 1
+                    if failure.remaining <= 0:
+                        self._failures.remove(failure)
+                    return failure
+            return None
+
+    # Internals ---------------------------------------------------------------------------
+
+    def _account_id_locked(self, login: str) -> int:
+        key = login.lower()
+        if key not in self._account_ids:
+            self._account_ids[key] = FIRST_ACCOUNT_ID + len(self._account_ids)
+        return self._account_ids[key]
+
+    def _require_installation_locked(self, installation_id: int) -> Installation:
+        try:
+            return self._installations[installation_id]
+        except KeyError:
+            raise KeyError(f"no installation {installation_id}") from None

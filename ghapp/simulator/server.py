@@ -1,0 +1,296 @@
+"""``GitHubSimulator``: a loopback HTTP server standing in for GitHub's API and git hosting."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from ghapp.simulator import repositories
+from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.git_http import GitHttpBackend
+from ghapp.simulator.models import InjectedFailure, MintRecord, Repository, RequestRecord
+from ghapp.simulator.payloads import push_event
+from ghapp.simulator.registry import Registry
+from ghapp.simulator.repositories import ZERO_SHA
+from ghapp.simulator.wsgi import API_PREFIX, SimulatorApp
+
+logger = logging.getLogger("ghapp.simulator")
+
+HOST = "127.0.0.1"
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Sends werkzeug's per-request lines to our logger at DEBUG instead of stderr."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = logging.WARNING if type == "error" else logging.DEBUG
+        logger.log(level, "%s - " + message, self.address_string(), *args)
+
+
+class _QuietServer(ThreadedWSGIServer):
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = logging.ERROR if type == "error" else logging.DEBUG
+        logger.log(level, message, *args)
+
+
+class GitHubSimulator:
+    """GitHub on loopback: installation tokens, git clone/fetch over HTTP, push payloads.
+
+    ``start()`` binds 127.0.0.1 on a free port; ``url`` is then the git host (GITHUB_URL)
+    and ``api_url`` the GHES-style API base (GITHUB_API_URL). The API is also served at
+    the root. Bare repositories live under ``root``.
+    """
+
+    def __init__(self, app_id: str | int, public_key_pem: bytes, root: Path | str) -> None:
+        self.app_id = str(app_id)
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._registry = Registry()
+        self._app = SimulatorApp(
+            self._registry,
+            AppJwtVerifier(self.app_id, public_key_pem),
+            GitHttpBackend(self._registry, self.root, repositories.git_env),
+        )
+        self._server: _QuietServer | None = None
+        self._thread: threading.Thread | None = None
+        self._commit_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> GitHubSimulator:
+        if self._server is not None:
+            return self
+        server = _QuietServer(HOST, 0, self._app, handler=_QuietRequestHandler)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"github-simulator-{server.server_port}",
+            daemon=True,
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        logger.debug("GitHub simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> GitHubSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: the git host, i.e. GITHUB_URL."""
+        if self._server is None:
+            raise RuntimeError("GitHubSimulator is not running; call start() first")
+        return f"http://{HOST}:{self._server.server_port}"
+
+    @property
+    def api_url(self) -> str:
+        """``url + "/api/v3"``: the REST API base, i.e. GITHUB_API_URL."""
+        return self.url + API_PREFIX
+
+    # Records -----------------------------------------------------------------------------
+
+    @property
+    def issued_tokens(self) -> list[MintRecord]:
+        """Every installation token minted so far, oldest first."""
+        return self._registry.mints()
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every HTTP request answered so far, oldest first."""
+        return self._registry.requests()
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a newly minted token stays valid (GitHub: 3600)."""
+        return self._registry.token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: int) -> None:
+        self._registry.token_lifetime = int(seconds)
+
+    def inject_failure(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests matching ``method`` (``"*"`` for any) and
+        ``path_prefix`` (relative to the server root) with ``status``/``headers``/JSON ``body``."""
+        self._registry.add_failure(
+            InjectedFailure(
+                method=method,
+                path_prefix=path_prefix,
+                status=status,
+                remaining=times,
+                headers=dict(headers or {}),
+                body=None if body is None else dict(body),
+            )
+        )
+
+    # Installations -----------------------------------------------------------------------
+
+    def add_installation(
+        self, installation_id: int, account: str = "octo-org", suspended: bool = False
+    ) -> None:
+        self._registry.add_installation(installation_id, account, suspended)
+
+    def suspend_installation(self, installation_id: int) -> None:
+        self._registry.set_suspended(installation_id, True)
+
+    def unsuspend_installation(self, installation_id: int) -> None:
+        self._registry.set_suspended(installation_id, False)
+
+    def delete_installation(self, installation_id: int) -> None:
+        self._registry.delete_installation(installation_id)
+
+    # Repositories ------------------------------------------------------------------------
+
+    def create_repository(
+        self,
+        full_name: str,
+        installation_id: int,
+        files: Mapping[str, str | bytes] | None = None,
+        branch: str = "main",
+    ) -> Repository:
+        """Create a repository owned by ``installation_id`` (added on the fly if unknown, for
+        the repository's owner). With ``files``, the default branch gets an initial commit."""
+        owner, sep, name = full_name.partition("/")
+        if not sep or not owner or not name or "/" in name or name.endswith(".git"):
+            raise ValueError(f"repository name must look like 'owner/name', got {full_name!r}")
+        if self._registry.installation(installation_id) is None:
+            self._registry.add_installation(installation_id, owner, False)
+        clone_url = f"{self.url}/{full_name}.git"
+        path = self.root / owner / f"{name}.git"
+        repo = self._registry.add_repository(
+            lambda repo_id: Repository(
+                id=repo_id,
+                full_name=full_name,
+                name=name,
+                owner=owner,
+                installation_id=installation_id,
+                clone_url=clone_url,
+                default_branch=branch,
+                path=path,
+            )
+        )
+        repositories.init_bare(path, branch)
+        if files:
+            self.commit(full_name, files=files, message="Initial commit", branch=branch)
+        return repo
+
+    def repository(self, full_name: str) -> Repository:
+        repo = self._registry.repository(full_name)
+        if repo is None:
+            raise KeyError(f"no repository {full_name}")
+        return repo
+
+    def commit(
+        self,
+        full_name: str,
+        files: Mapping[str, str | bytes] | None = None,
+        message: str = "Update files",
+        branch: str | None = None,
+        delete: Iterable[str] = (),
+    ) -> str:
+        """Commit on top of ``branch`` (default branch if None; a new branch starts at the
+        default branch's tip) and return the new commit's sha."""
+        repo = self.repository(full_name)
+        branch = branch or repo.default_branch
+        with self._commit_lock(repo):
+            parent = repositories.resolve(repo.path, f"refs/heads/{branch}")
+            if parent is None:
+                parent = repositories.resolve(repo.path, f"refs/heads/{repo.default_branch}")
+            return repositories.write_commit(
+                repo.path, f"refs/heads/{branch}", parent, files or {}, tuple(delete), message
+            )
+
+    def branch_tip(self, full_name: str, branch: str | None = None) -> str:
+        repo = self.repository(full_name)
+        sha = repositories.resolve(repo.path, f"refs/heads/{branch or repo.default_branch}")
+        if sha is None:
+            raise KeyError(f"{full_name} has no branch {branch or repo.default_branch}")
+        return sha
+
+    # Webhook payloads --------------------------------------------------------------------
+
+    def push_payload(
+        self,
+        full_name: str,
+        before: str | None,
+        after: str,
+        ref: str = "refs/heads/main",
+        installation_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A ``push`` event body for ``ref`` moving from ``before`` (None: ref created) to
+        ``after`` (all zeros: ref deleted)."""
+        repo = self.repository(full_name)
+        before = _full_sha(repo, before) if before and before != ZERO_SHA else ZERO_SHA
+        after = _full_sha(repo, after) if after != ZERO_SHA else ZERO_SHA
+        commits: list[repositories.CommitInfo] = []
+        head = None
+        forced = False
+        if after != ZERO_SHA:
+            if before == ZERO_SHA:
+                exclude = [f"--exclude={ref}", "--glob=refs/heads/*"]
+            else:
+                exclude = [before]
+                forced = not repositories.is_ancestor(repo.path, before, after)
+            commits = repositories.commits_between(repo.path, after, exclude)
+            head = next((c for c in commits if c.sha == after), None)
+            head = head or repositories.commit_info(repo.path, after)
+        return push_event(
+            repo,
+            ref=ref,
+            before=before,
+            after=after,
+            forced=forced,
+            commits=commits,
+            head_commit=head,
+            installation_id=repo.installation_id if installation_id is None else installation_id,
+            owner_id=self._registry.account_id(repo.owner),
+            html_url=self.url,
+            api_url=self.api_url,
+            pushed_at=int(time.time()),
+        )
+
+    # Internals ---------------------------------------------------------------------------
+
+    def _commit_lock(self, repo: Repository) -> threading.Lock:
+        with self._locks_guard:
+            return self._commit_locks.setdefault(repo.full_name.lower(), threading.Lock())
+
+
+def _full_sha(repo: Repository, revision: str) -> str:
+    sha = repositories.resolve(repo.path, revision)
+    if sha is None:
+        raise ValueError(f"{repo.full_name} has no commit {revision}")
+    return sha

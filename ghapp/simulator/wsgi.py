@@ -1,0 +1,85 @@
+"""The simulator's WSGI application: records requests, injects failures, routes to handlers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.wrappers import Request
+
+from ghapp.simulator.api import mint_access_token
+from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.git_http import GitHttpBackend
+from ghapp.simulator.models import RequestRecord
+from ghapp.simulator.registry import Registry
+from ghapp.simulator.responses import error_response, json_response, not_found
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v3"
+_ACCESS_TOKENS = re.compile(r"^(?:/api/v3)?/app/installations/(?P<id>\d+)/access_tokens/?$")
+_GIT = re.compile(
+    r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)(?:\.git)?/"
+    r"(?P<service>info/refs|git-upload-pack|git-receive-pack)$"
+)
+StartResponse = Callable[..., Any]
+
+
+class SimulatorApp:
+    """WSGI callable serving the REST API (at ``/`` and ``/api/v3``) and git smart HTTP."""
+
+    def __init__(
+        self, registry: Registry, verifier: AppJwtVerifier, git_backend: GitHttpBackend
+    ) -> None:
+        self._registry = registry
+        self._verifier = verifier
+        self._git = git_backend
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        method = request.method
+        path = environ.get("PATH_INFO") or "/"
+        received = dict(request.headers.items())
+
+        def recording_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            code = int(status.split(None, 1)[0])
+            self._registry.record_request(
+                RequestRecord(method, path, environ.get("QUERY_STRING", ""), received, code)
+            )
+            logger.debug("%s %s -> %s", method, path, code)
+            return start_response(status, headers, exc_info)
+
+        failure = self._registry.take_failure(method, path)
+        if failure is not None:
+            if failure.body is None:
+                response = error_response(failure.status, None, failure.headers)
+            else:
+                response = json_response(failure.status, failure.body, failure.headers)
+            return response(environ, recording_start_response)
+        try:
+            return self._route(request, path, environ, recording_start_response)
+        except Exception:
+            logger.exception("simulator failed handling %s %s", method, path)
+            return error_response(500, "Server Error")(environ, recording_start_response)
+
+    def _route(
+        self,
+        request: Request,
+        path: str,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        match = _ACCESS_TOKENS.match(path)
+        if match and request.method == "POST":
+            installation_id = int(match["id"])
+            response = mint_access_token(request, installation_id, self._registry, self._verifier)
+            return response(environ, start_response)
+        match = _GIT.match(path)
+        if match and request.method in ("GET", "POST"):
+            full_name = f"{match['owner']}/{match['name']}"
+            return self._git(environ, start_response, full_name, match["service"])
+        return not_found()(environ, start_response)

@@ -1,0 +1,158 @@
+"""``ghapp serve``: Redis (embedded unless REDIS_URL is set), the web process and N workers.
+
+Each child runs in its own process group and dies with this process; a child that exits on its
+own is started again; SIGINT or SIGTERM stops all of them, gracefully, then for good.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ghapp.embedded_redis import EmbeddedRedis
+from ghapp.settings import Settings
+
+log = logging.getLogger("ghapp.serve")
+GRACE_SECONDS = 30  # as on Heroku: SIGTERM, then SIGKILL 30 s later
+RESTART_DELAY = 1.0
+STARTUP_SECONDS = 5.0  # a child that dies sooner than this is misconfigured: do not loop
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the supervisor dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: Mapping[str, str]
+    output: IO[bytes] | None = None  # default: this process's own stdout and stderr
+    process: subprocess.Popen[bytes] | None = field(default=None)
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=subprocess.STDOUT if self.output else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %s)", self.name, self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self.process is not None
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+class Stop(Exception):
+    pass
+
+
+class ChildFailed(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise Stop
+
+
+def children(settings: Settings, env: Mapping[str, str]) -> list[Child]:
+    command = [sys.executable, "-m", "ghapp"]
+    web = Child("web", [*command, "web"], env)
+    workers = [Child(f"worker-{n + 1}", [*command, "worker"], env) for n in range(settings.workers)]
+    return [web, *workers]
+
+
+def stop_all(running: list[Child], grace: float = GRACE_SECONDS) -> None:
+    for child in running:
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in running:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s: killing it", child.name, grace)
+        child.signal(signal.SIGKILL)  # and anything it left in its process group
+        child.process.wait()
+
+
+def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    embedded: EmbeddedRedis | None = None
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    running: list[Child] = []
+    status = 0
+    try:
+        if not settings.redis_url:
+            embedded = EmbeddedRedis(data_dir / "redis")
+            env["REDIS_URL"] = embedded.start()
+            log.info("embedded Redis running, data in %s", data_dir / "redis")
+        running = children(settings, env)
+        for child in running:
+            child.start()
+        log.info(
+            "ghapp serving webhooks at http://%s:%s/webhook with %s worker(s); Ctrl-C stops",
+            env.get("HOST", "0.0.0.0"),
+            settings.port,
+            settings.workers,
+        )
+        while True:
+            time.sleep(0.5)
+            for child in running:
+                if not child.alive():
+                    assert child.process is not None
+                    if time.monotonic() - child.started_at < STARTUP_SECONDS:
+                        raise ChildFailed(
+                            f"{child.name} exited at start with status "
+                            f"{child.process.returncode}: see its message above"
+                        )
+                    log.warning(
+                        "%s exited with status %s: starting it again",
+                        child.name,
+                        child.process.returncode,
+                    )
+                    time.sleep(RESTART_DELAY)
+                    child.start()
+    except Stop:
+        log.info("stopping")
+    except ChildFailed as exc:
+        log.error("%s; stopping", exc)
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(running)
+        if embedded is not None:
+            embedded.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("stopped")
+    return status

@@ -1,0 +1,173 @@
+"""What end-to-end tests share: an isolated Redis, child processes, signed posts, polling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+import requests
+from rq.job import Job, JobStatus
+
+from webapp.deliveries import signature_for
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def claim_empty_db(url: str) -> int:
+    """A database number on a shared server that is empty now, claimed for this run."""
+    claim = f"ghapp-test-claim:{uuid.uuid4().hex}"
+    for db in range(15, 0, -1):
+        client = redis.Redis.from_url(url, db=db)
+        if client.dbsize() == 0 and client.set(claim, "1", nx=True, ex=3600):
+            if client.dbsize() == 1:
+                client.delete(claim)
+                return db
+            client.delete(claim)
+    raise RuntimeError(f"no empty database on {url} to run the tests in")
+
+
+def with_db(url: str, db: int) -> str:
+    client = redis.Redis.from_url(url)
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{db}"
+
+
+class Process:
+    """A child process whose output goes to a log file, stopped with SIGTERM then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path, logs: Path):
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        code = self.popen.wait()
+        self._log.close()
+        return code
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+def ghapp(command: list[str]) -> list[str]:
+    return [sys.executable, "-m", "ghapp", *command]
+
+
+def child_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """The test process's environment without any ghapp setting of its own, plus ``settings``."""
+    own = {
+        "GITHUB_APP_ID",
+        "GITHUB_PRIVATE_KEY",
+        "GITHUB_PRIVATE_KEY_PATH",
+        "GITHUB_WEBHOOK_SECRET",
+        "GITHUB_API_URL",
+        "GITHUB_URL",
+        "REDIS_URL",
+        "PORT",
+        "PROCESS_COMMAND",
+        "PROCESSOR",
+        "PUSH_BRANCHES",
+        "JOB_TIMEOUT",
+        "WORKERS",
+        "TOKEN_CACHE_KEY",
+        "HOST",
+        "WEB_CONCURRENCY",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in own}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(settings)
+    return env
+
+
+def signed_post(
+    url: str,
+    body: bytes | dict[str, Any],
+    *,
+    event: str = "push",
+    secret: bytes | None = b"test-secret",
+    delivery: str | None = None,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    sent = {
+        "Content-Type": content_type,
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+    if secret is not None:
+        sent["X-Hub-Signature-256"] = signature_for(raw, secret)
+    sent.update(headers or {})
+    return requests.post(url, data=raw, headers=sent, timeout=30)
+
+
+def wait_job(connection: redis.Redis, job_id: str, timeout: float = 30) -> Job:
+    """The job once it has finished or failed."""
+
+    def done() -> Job | None:
+        job = Job.fetch(job_id, connection=connection)
+        return job if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED) else None
+
+    return wait_for(done, timeout, f"job {job_id} to end")
+
+
+def failure_text(job: Job) -> str:
+    result = job.latest_result()
+    return str(result.exc_string if result else "")

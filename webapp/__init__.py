@@ -1,0 +1,32 @@
+"""The web process: verify webhooks, decide what they mean, enqueue jobs. Never calls GitHub."""
+
+from __future__ import annotations
+
+from flask import Flask
+from rq import Queue
+
+from ghapp.redis_connection import connect
+from ghapp.settings import Settings, environment, load_settings
+
+from .errors import register_error_handlers
+from .webhook import blueprint
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app; without ``settings`` they are read from the environment and ``.env``."""
+    if settings is None:
+        settings = load_settings(environment())
+    settings.require_web()
+    settings.require_redis()
+    assert settings.redis_url is not None
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["ghapp.settings"] = settings
+    connection = connect(settings.redis_url, socket_timeout=2.0)
+    app.extensions["ghapp.redis"] = connection
+    app.extensions["ghapp.queue"] = Queue(settings.queue_name, connection=connection)
+    app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,81 @@
+"""Turn an accepted delivery into Redis state: ledger entry, payload and job, atomically.
+
+A delivery id is recorded in the same MULTI/EXEC as its job, so a redelivery after a 2xx is a
+duplicate, and a delivery we failed to enqueue left no trace and is processed when redelivered.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+from rq import Queue
+
+from ghapp import keys
+
+from .deliveries import InstallationChange, PushJob
+
+JOB_FUNCTION = "worker.jobs.process_push"
+# The job stops its own work at JOB_TIMEOUT; RQ's hard stop comes this much later, leaving time
+# to kill the processing command and remove the checkout.
+CLEANUP_SECONDS = 10
+
+
+def enqueue_push(
+    queue: Queue,
+    push: PushJob,
+    payload_json: bytes,
+    *,
+    app: str,
+    job_timeout: int,
+) -> str | None:
+    """Enqueue ``push`` unless its delivery was accepted before; return the job id, or None."""
+    ledger = keys.delivery(app, push.delivery)
+    job_id = uuid.uuid4().hex
+    with queue.connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(ledger)
+                if pipe.exists(ledger):
+                    return None
+                pipe.multi()
+                pipe.set(ledger, job_id, ex=keys.LEDGER_TTL)
+                pipe.set(keys.payload(job_id), payload_json, ex=keys.PAYLOAD_TTL)
+                queue.enqueue_call(
+                    JOB_FUNCTION,
+                    kwargs=push.as_kwargs(),
+                    job_id=job_id,
+                    timeout=job_timeout + CLEANUP_SECONDS,
+                    description=f"push {push.repository} {push.ref} {push.sha[:12]}",
+                    meta={"delivery": push.delivery},
+                    pipeline=pipe,
+                )
+                pipe.execute()
+                return job_id
+            except redis.WatchError:
+                # Another request recorded the same delivery between WATCH and EXEC: look again.
+                continue
+
+
+def record_installation(connection: redis.Redis, change: InstallationChange) -> None:
+    """Keep what GitHub told us about an installation; drop its tokens when it goes away."""
+    key = keys.installation(change.installation_id)
+    repos = keys.installation_repositories(change.installation_id)
+    with connection.pipeline() as pipe:
+        fields = {"id": str(change.installation_id), "action": change.action}
+        if change.account:
+            fields["account"] = change.account
+        pipe.hset(key, mapping=fields)
+        if change.action == "created":
+            pipe.delete(repos)
+        if change.repositories_added:
+            pipe.sadd(repos, *change.repositories_added)
+        if change.repositories_removed:
+            pipe.srem(repos, *change.repositories_removed)
+        pipe.execute()
+    if change.drop_tokens:
+        drop_tokens(connection, change.installation_id)
+
+
+def drop_tokens(connection: redis.Redis, installation_id: int) -> None:
+    connection.delete(keys.tokens(installation_id))

@@ -1,0 +1,280 @@
+"""What a webhook delivery means, decided without I/O: signature, body, event, job.
+
+The Flask view hands headers and raw bytes to ``read_delivery`` and maps its exceptions to
+status codes; everything here is plain data in, plain data out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+ZERO_SHA = "0" * 40
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# A delivery GUID, or any id made of the characters GitHub uses; bounded so it is safe in keys.
+DELIVERY_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# Characters git refuses in ref names (see git-check-ref-format), plus control characters.
+BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock(/|$)|^/|/$|\.$)")
+HANDLED_INFO_EVENTS = ("installation", "installation_repositories")
+
+
+class DeliveryError(Exception):
+    """A delivery we refuse; ``status`` is the HTTP answer and the message says why."""
+
+    status = 400
+
+
+class BadSignature(DeliveryError):
+    status = 401
+
+
+class BadRequest(DeliveryError):
+    status = 400
+
+
+class WrongApp(DeliveryError):
+    status = 403
+
+
+@dataclass(frozen=True)
+class PushJob:
+    """The identifiers a worker needs to process one push; never a secret."""
+
+    delivery: str
+    installation_id: int
+    repository_id: int
+    repository: str
+    clone_url: str
+    ref: str
+    before: str
+    sha: str
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "delivery": self.delivery,
+            "installation_id": self.installation_id,
+            "repository_id": self.repository_id,
+            "repository": self.repository,
+            "clone_url": self.clone_url,
+            "ref": self.ref,
+            "before": self.before,
+            "sha": self.sha,
+        }
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str
+
+
+@dataclass(frozen=True)
+class InstallationChange:
+    """An ``installation`` or ``installation_repositories`` event, to be recorded."""
+
+    installation_id: int
+    action: str
+    account: str | None
+    repositories_added: tuple[str, ...] = ()
+    repositories_removed: tuple[str, ...] = ()
+    drop_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event: str
+    delivery: str
+    outcome: PushJob | Ignored | InstallationChange
+    payload: dict[str, Any] = field(repr=False, default_factory=dict)
+    payload_json: bytes = field(repr=False, default=b"{}")
+
+
+def signature_for(body: bytes, secret: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body`` signed with ``secret``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, signature: str | None, secrets: Iterable[bytes]) -> None:
+    """Raise BadSignature unless ``signature`` is HMAC-SHA256 of the raw body under one secret."""
+    if not signature:
+        raise BadSignature(
+            "X-Hub-Signature-256 is missing: set a webhook secret on the App and the same "
+            "value in GITHUB_WEBHOOK_SECRET"
+        )
+    matched = False
+    for secret in secrets:
+        # Check every secret, so timing does not tell which one (if any) matched.
+        matched |= hmac.compare_digest(signature_for(body, secret), signature.strip())
+    if not matched:
+        raise BadSignature(
+            "X-Hub-Signature-256 does not match: the App's webhook secret differs from "
+            "GITHUB_WEBHOOK_SECRET"
+        )
+
+
+def parse_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any], bytes]:
+    """The payload as a dict and as JSON bytes, from a JSON or form-encoded (``payload=``) body."""
+    mime = (content_type or "application/json").split(";")[0].strip().lower()
+    if mime == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=10)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("form-encoded body could not be parsed") from None
+        values = fields.get("payload")
+        if not values or len(values) != 1:
+            raise BadRequest("form-encoded body has no single 'payload' field")
+        text = values[0].encode("utf-8")
+    elif mime == "application/json" or mime.endswith("+json"):
+        text = body
+    else:
+        raise BadRequest(
+            f"unsupported content type {mime!r}: set the webhook's content type to application/json"
+        )
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("payload is not a JSON object")
+    return payload, text
+
+
+def _get(mapping: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def _positive_int(value: Any, what: str) -> int:
+    # bool is an int in Python; GitHub never sends one for an id.
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise BadRequest(f"{what} is missing or not a positive integer")
+    return value
+
+
+def installation_id_of(payload: Mapping[str, Any]) -> int:
+    return _positive_int(
+        _get(payload, "installation", "id"),
+        "installation.id (is the webhook configured on a GitHub App?)",
+    )
+
+
+def branch_matches(branch: str, patterns: Iterable[str]) -> bool:
+    patterns = tuple(patterns)
+    return not patterns or any(fnmatch.fnmatchcase(branch, p) for p in patterns)
+
+
+def classify_push(
+    payload: Mapping[str, Any], delivery: str, push_branches: Iterable[str] = ()
+) -> PushJob | Ignored:
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not ref or len(ref) > 1024 or BAD_REF_RE.search(ref):
+        raise BadRequest("push payload has no valid 'ref'")
+    after = payload.get("after")
+    if not isinstance(after, str) or not SHA_RE.match(after):
+        raise BadRequest("push payload 'after' is not a 40-character commit sha")
+    before = payload.get("before")
+    if not isinstance(before, str) or not SHA_RE.match(before):
+        before = ZERO_SHA
+    installation_id = installation_id_of(payload)
+    if payload.get("deleted") is True or after == ZERO_SHA:
+        return Ignored("branch or tag deleted")
+    if ref.startswith("refs/tags/"):
+        return Ignored("tag push")
+    if not ref.startswith("refs/heads/"):
+        return Ignored(f"ref {ref} is not a branch")
+    branch = ref[len("refs/heads/") :]
+    if not branch_matches(branch, push_branches):
+        return Ignored(f"branch {branch} does not match PUSH_BRANCHES")
+    repository_id = _positive_int(_get(payload, "repository", "id"), "repository.id")
+    full_name = _get(payload, "repository", "full_name")
+    if not isinstance(full_name, str) or full_name.count("/") != 1 or len(full_name) > 200:
+        raise BadRequest("repository.full_name is missing or not 'owner/name'")
+    clone_url = _get(payload, "repository", "clone_url")
+    if not isinstance(clone_url, str) or not clone_url.startswith(("https://", "http://")):
+        raise BadRequest("repository.clone_url is missing or not an http(s) URL")
+    return PushJob(
+        delivery=delivery,
+        installation_id=installation_id,
+        repository_id=repository_id,
+        repository=full_name,
+        clone_url=clone_url,
+        ref=ref,
+        before=before,
+        sha=after,
+    )
+
+
+def _names(items: Any) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(
+        str(item["full_name"])
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("full_name"), str)
+    )
+
+
+def classify_installation(event: str, payload: Mapping[str, Any]) -> InstallationChange:
+    action = payload.get("action")
+    if not isinstance(action, str):
+        raise BadRequest(f"{event} payload has no 'action'")
+    account = _get(payload, "installation", "account", "login")
+    if event == "installation":
+        added, removed = _names(payload.get("repositories")), ()
+    else:
+        added = _names(payload.get("repositories_added"))
+        removed = _names(payload.get("repositories_removed"))
+    return InstallationChange(
+        installation_id=installation_id_of(payload),
+        action=action,
+        account=account if isinstance(account, str) else None,
+        repositories_added=added,
+        repositories_removed=removed,
+        drop_tokens=event == "installation" and action in ("deleted", "suspend"),
+    )
+
+
+def read_delivery(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: Iterable[bytes],
+    app_id: str | None = None,
+    push_branches: Iterable[str] = (),
+) -> Delivery:
+    """Verify and interpret one webhook delivery; raise a DeliveryError subclass to refuse it."""
+    verify_signature(body, headers.get("X-Hub-Signature-256"), secrets)
+    target = headers.get("X-GitHub-Hook-Installation-Target-ID")
+    if app_id and target and target.strip() != app_id:
+        raise WrongApp(
+            f"this delivery is for App {target.strip()!r}, not GITHUB_APP_ID {app_id!r}: "
+            "check the webhook URL and GITHUB_APP_ID"
+        )
+    event = (headers.get("X-GitHub-Event") or "").strip()
+    if not event:
+        raise BadRequest("X-GitHub-Event header is missing")
+    delivery = (headers.get("X-GitHub-Delivery") or "").strip()
+    if not DELIVERY_RE.match(delivery):
+        raise BadRequest("X-GitHub-Delivery header is missing or malformed")
+    payload, payload_json = parse_body(body, headers.get("Content-Type"))
+    outcome: PushJob | Ignored | InstallationChange
+    if event == "push":
+        outcome = classify_push(payload, delivery, push_branches)
+    elif event in HANDLED_INFO_EVENTS:
+        outcome = classify_installation(event, payload)
+    elif event == "ping":
+        outcome = Ignored("ping")
+    else:
+        outcome = Ignored(f"event {event} is not handled")
+    return Delivery(
+        event=event, delivery=delivery, outcome=outcome, payload=payload, payload_json=payload_json
+    )

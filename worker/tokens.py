@@ -1,0 +1,147 @@
+"""Authenticate as the App (a JWT) and as an installation (a short-lived token, cached in Redis).
+
+Tokens are cached per installation and scope, encrypted with a key derived from the App's
+private key, shared by every worker, and minted under a Redis lock so a burst mints once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import jwt
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ghapp import keys
+
+from .github_api import GitHubAPI
+
+log = logging.getLogger("ghapp.worker.tokens")
+
+JWT_BACKDATE = 60  # seconds: GitHub's advice against clock drift
+JWT_LIFETIME = 600  # GitHub's maximum
+REFRESH_MARGIN = 300  # a cached token is reused until 5 minutes before it expires
+LOCK_TIMEOUT = 60
+
+
+def app_jwt(*, app_id: str, private_key: bytes, now: float) -> str:
+    """The App's JWT: RS256, ``iat`` backdated 60 s, ``exp`` 10 minutes after ``iat``."""
+    issued = int(now) - JWT_BACKDATE
+    claims = {"iat": issued, "exp": issued + JWT_LIFETIME, "iss": str(app_id)}
+    return jwt.encode(claims, private_key, algorithm="RS256")
+
+
+def cache_cipher(private_key: bytes, key_material: str | None = None) -> Fernet:
+    """The Fernet key for cached tokens: from ``key_material`` if set, else from the App's key."""
+    secret = key_material.encode() if key_material else private_key
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"ghapp token cache", info=b"fernet-v1"
+    ).derive(secret)
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def scope_id(repository_ids: tuple[int, ...], permissions: Mapping[str, str]) -> str:
+    """A short stable name for a token's scope (which repositories, which permissions)."""
+    canonical = json.dumps(
+        {
+            "repository_ids": sorted(repository_ids),
+            "permissions": dict(sorted(permissions.items())),
+        },
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def parse_expiry(expires_at: str) -> float:
+    return datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class TokenSource:
+    """Installation tokens for one App, cached in ``connection``."""
+
+    connection: redis.Redis
+    api: GitHubAPI
+    app_id: str
+    private_key: bytes = field(repr=False)
+    cipher: Fernet = field(repr=False)
+    clock: Callable[[], float] = time.time
+
+    def app_jwt(self) -> str:
+        return app_jwt(app_id=self.app_id, private_key=self.private_key, now=self.clock())
+
+    def _cached(self, key: str, scope: str) -> str | None:
+        raw = self.connection.hget(key, scope)
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(self.cipher.decrypt(raw))
+        except (InvalidToken, ValueError):
+            return None  # written with another key, or damaged: mint a fresh one
+        if entry["expires_at"] - self.clock() <= REFRESH_MARGIN:
+            return None
+        return str(entry["token"])
+
+    def token(
+        self,
+        installation_id: int,
+        *,
+        repository_ids: tuple[int, ...],
+        permissions: Mapping[str, str],
+    ) -> str:
+        """A token for exactly this scope, from the cache or freshly minted (once per burst)."""
+        scope = scope_id(repository_ids, permissions)
+        key = keys.tokens(installation_id)
+        cached = self._cached(key, scope)
+        if cached:
+            return cached
+        lock = self.connection.lock(
+            keys.token_lock(installation_id, scope),
+            timeout=LOCK_TIMEOUT,
+            blocking_timeout=LOCK_TIMEOUT,
+        )
+        with lock:
+            cached = self._cached(key, scope)
+            if cached:
+                return cached
+            answer = self.api.create_installation_token(
+                self.app_jwt(),
+                installation_id,
+                repository_ids=repository_ids,
+                permissions=permissions,
+            )
+            token = str(answer["token"])
+            expires_at = parse_expiry(str(answer["expires_at"]))
+            sealed = self.cipher.encrypt(
+                json.dumps({"token": token, "expires_at": expires_at}).encode()
+            )
+            with self.connection.pipeline() as pipe:
+                pipe.hset(key, scope, sealed)
+                pipe.expire(key, max(1, int(expires_at - self.clock())))
+                pipe.execute()
+            log.info(
+                "minted a token for installation %s (scope %s, expires %s)",
+                installation_id,
+                scope[:8],
+                answer["expires_at"],
+            )
+            return token
+
+    def forget(
+        self,
+        installation_id: int,
+        *,
+        repository_ids: tuple[int, ...],
+        permissions: Mapping[str, str],
+    ) -> None:
+        """Drop one cached token (GitHub refused it)."""
+        self.connection.hdel(keys.tokens(installation_id), scope_id(repository_ids, permissions))
