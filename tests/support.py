@@ -131,6 +131,9 @@ def child_env(settings: Mapping[str, str]) -> dict[str, str]:
     }
     env = {k: v for k, v in os.environ.items() if k not in own}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # The installed commands (ghapp, gunicorn) on PATH, as on a deployed machine.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(filter(None, [bin_dir, env.get("PATH")]))
     env.update(settings)
     return env
 

@@ -107,10 +107,11 @@ def verify_signature(body: bytes, signature: str | None, secrets: Iterable[bytes
             "X-Hub-Signature-256 is missing: set a webhook secret on the App and the same "
             "value in GITHUB_WEBHOOK_SECRET"
         )
+    given = signature.strip().encode("utf-8", errors="replace")
     matched = False
     for secret in secrets:
         # Check every secret, so timing does not tell which one (if any) matched.
-        matched |= hmac.compare_digest(signature_for(body, secret), signature.strip())
+        matched |= hmac.compare_digest(signature_for(body, secret).encode(), given)
     if not matched:
         raise BadSignature(
             "X-Hub-Signature-256 does not match: the App's webhook secret differs from "

@@ -1,0 +1,206 @@
+"""The ``ghapp`` command as a user runs it: serve, demo, send, refusing to start misconfigured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from ghapp.simulator import GitHubSimulator
+from tests.conftest import APP_ID, INSTALLATION_ID
+from tests.support import Process, child_env, free_port, ghapp, signed_post, wait_for
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
+    return subprocess.run(
+        ghapp(command), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "settings", "named"),
+    [
+        (["web"], {"REDIS_URL": "redis://127.0.0.1:1"}, "GITHUB_WEBHOOK_SECRET"),
+        (["web"], {"GITHUB_WEBHOOK_SECRET": "s"}, "REDIS_URL"),
+        (["worker"], {"REDIS_URL": "redis://127.0.0.1:1"}, "GITHUB_APP_ID"),
+        (
+            ["worker"],
+            {"REDIS_URL": "redis://127.0.0.1:1", "GITHUB_APP_ID": "1"},
+            "GITHUB_PRIVATE_KEY",
+        ),
+        (
+            ["serve"],
+            {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": "-----BEGIN nonsense"},
+            "private key",
+        ),
+        (
+            ["worker"],
+            {"GITHUB_PRIVATE_KEY_PATH": "/nonexistent/key.pem"},
+            "GITHUB_PRIVATE_KEY_PATH",
+        ),
+    ],
+)
+def test_a_process_missing_a_setting_exits_at_once_with_one_line_naming_it(
+    command, settings, named, tmp_path: Path
+):
+    settings = {"GITHUB_WEBHOOK_SECRET": "s", **settings}
+    if command == ["web"] and named == "GITHUB_WEBHOOK_SECRET":
+        settings.pop("GITHUB_WEBHOOK_SECRET")
+    done = run(command, child_env(settings), tmp_path, timeout=30)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert named in lines[0]
+    assert "nonsense" not in done.stderr  # key material is never echoed
+
+
+def test_procfile_web_line_refuses_to_start_without_the_secret(tmp_path: Path):
+    procfile = (Path(__file__).parents[2] / "Procfile").read_text()
+    web = next(line for line in procfile.splitlines() if line.startswith("web:"))
+    done = subprocess.run(
+        web.removeprefix("web:").strip(),
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env({"REDIS_URL": "redis://127.0.0.1:1", "PORT": str(free_port())}),
+    )
+    assert done.returncode != 0
+    assert "GITHUB_WEBHOOK_SECRET" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    port = free_port()
+    key_file = tmp_path / "app.pem"
+    key_file.write_bytes(app_key[0])
+    key_file.chmod(0o600)
+    (tmp_path / ".env").write_text(
+        f"GITHUB_APP_ID={APP_ID}\nGITHUB_PRIVATE_KEY_PATH={key_file}\n"
+        "GITHUB_WEBHOOK_SECRET=from-dotenv\n"
+    )
+    env = child_env(
+        {
+            "GITHUB_API_URL": simulator.api_url,
+            "GITHUB_URL": simulator.url,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WORKERS": "2",
+        }
+    )
+    serve = Process("serve", ghapp(["serve"]), env, tmp_path, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(url + "/healthz"), 30, "ghapp serve to answer")
+        repo = simulator.create_repository(
+            f"octo-org/serve-{uuid.uuid4().hex[:6]}",
+            installation_id=INSTALLATION_ID,
+            files={"README.md": "served\n"},
+        )
+        payload = simulator.push_payload(
+            repo.full_name, before=None, after=simulator.branch_tip(repo.full_name)
+        )
+        answer = signed_post(url + "/webhook", payload, secret=b"from-dotenv")
+        assert answer.status_code == 202, answer.text
+        wait_for(
+            lambda: any(m.repository_ids == (repo.id,) for m in simulator.issued_tokens),
+            30,
+            "the job to mint its token",
+        )
+        wait_for(lambda: "processed" in serve.output(), 30, "the job to be processed")
+        assert (tmp_path / ".ghapp" / "redis").is_dir()
+        family = descendants(serve.pid)
+        assert len(family) >= 4  # redis, gunicorn, two workers (and their own children)
+    finally:
+        serve.popen.send_signal(signal.SIGTERM)
+        code = serve.popen.wait(60)
+        serve.stop()
+    assert code == 0, serve.output()[-3000:]
+    assert not [pid for pid in family if alive(pid)], "ghapp serve left processes behind"
+
+
+def test_demo_processes_a_push_end_to_end(tmp_path: Path):
+    done = run(["demo"], child_env({}), tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "webhook answered 202" in done.stdout
+    assert "answered 200" in done.stdout and "duplicate" in done.stdout
+    assert "installation tokens minted: 1" in done.stdout
+    assert "done: the push was processed end to end" in done.stdout
+    assert "CHANGELOG.md" in done.stdout  # the command ran in the checkout of the pushed commit
+
+
+def test_send_signs_a_payload_file_and_prints_the_answer(tmp_path: Path):
+    port = free_port()
+    received: list[dict] = []
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    from webapp.deliveries import verify_signature
+
+    @Request.application
+    def endpoint(request: Request) -> Response:
+        body = request.get_data()
+        verify_signature(body, request.headers.get("X-Hub-Signature-256"), [b"sekrit"])
+        received.append({"event": request.headers["X-GitHub-Event"], "body": json.loads(body)})
+        return Response('{"status": "ok"}', status=200, content_type="application/json")
+
+    server = make_server("127.0.0.1", port, endpoint, threaded=True)
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        (tmp_path / "ping.json").write_text('{"zen": "Design for failure."}')
+        done = run(
+            ["send", "ping.json", "--event", "ping", "--url", f"http://127.0.0.1:{port}/hook"],
+            child_env({"GITHUB_WEBHOOK_SECRET": "sekrit"}),
+            tmp_path,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("200 ")
+    assert received == [{"event": "ping", "body": {"zen": "Design for failure."}}]
+
+
+def _ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
