@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import uuid
 from pathlib import Path
 
 from ghapp.logs import configure_logging
-from ghapp.settings import ConfigError, Settings, check_private_key, environment, load_settings
+from ghapp.settings import (
+    ConfigError,
+    Settings,
+    check_private_key,
+    environment,
+    load_settings,
+    private_key_file_warning,
+)
 
 
 def _settings() -> Settings:
@@ -49,6 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     assert settings.private_key
     check_private_key(settings.private_key)
     configure_logging()
+    warning = private_key_file_warning(settings.private_key_path)
+    if warning:
+        logging.getLogger("ghapp.serve").warning(warning)
     return serve(settings, data_dir=Path(args.data_dir))
 
 

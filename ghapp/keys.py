@@ -7,6 +7,8 @@ PREFIX = "ghapp"
 LEDGER_TTL = 8 * 24 * 3600
 # The payload waits for its job; a job still queued after this long has bigger problems.
 PAYLOAD_TTL = 8 * 24 * 3600
+# GitHub's clock minus ours, learnt from a refused JWT, shared by every worker.
+CLOCK_OFFSET = f"{PREFIX}:clock-offset"
 
 
 def delivery(app: str, delivery_id: str) -> str:
@@ -14,8 +16,17 @@ def delivery(app: str, delivery_id: str) -> str:
     return f"{PREFIX}:delivery:{app}:{delivery_id}"
 
 
-def payload(job_id: str) -> str:
-    return f"{PREFIX}:payload:{job_id}"
+def payload(app: str, delivery_id: str) -> str:
+    return f"{PREFIX}:payload:{app}:{delivery_id}"
+
+
+def latest_push(repository_id: int, ref: str) -> str:
+    """The delivery of the newest push accepted for one branch: older ones are superseded."""
+    return f"{PREFIX}:latest:{repository_id}:{ref}"
+
+
+def branch_lock(repository_id: int, ref: str) -> str:
+    return f"{PREFIX}:branch-lock:{repository_id}:{ref}"
 
 
 def installation(installation_id: int) -> str:
@@ -33,3 +44,12 @@ def tokens(installation_id: int) -> str:
 
 def token_lock(installation_id: int, scope: str) -> str:
     return f"{PREFIX}:token-lock:{installation_id}:{scope}"
+
+
+REDELIVERY_CURSOR = f"{PREFIX}:redelivery:cursor"
+REDELIVERY_LOCK = f"{PREFIX}:redelivery:lock"
+
+
+def redelivery_asked(guid: str) -> str:
+    """Set once we asked GitHub to redeliver ``guid``: each failed delivery is asked for once."""
+    return f"{PREFIX}:redelivery:asked:{guid}"

@@ -19,6 +19,10 @@ DEFAULT_GITHUB_URL = "https://github.com"
 DEFAULT_PORT = 3000
 DEFAULT_JOB_TIMEOUT = 600
 DEFAULT_WORKERS = 2
+DEFAULT_CHECKOUT_MAX_MB = 2048
+DEFAULT_CHECKOUT_TIMEOUT = 300
+DEFAULT_REDELIVERY_INTERVAL = 300
+DEFAULT_SHUTDOWN_GRACE = 25
 QUEUE_NAME = "ghapp"
 
 
@@ -44,6 +48,11 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     queue_name: str = QUEUE_NAME
     token_cache_key: str | None = field(default=None, repr=False)
+    supersede_pushes: bool = True
+    checkout_max_bytes: int = DEFAULT_CHECKOUT_MAX_MB * 1024 * 1024
+    checkout_timeout: int = DEFAULT_CHECKOUT_TIMEOUT
+    redelivery_interval: int = DEFAULT_REDELIVERY_INTERVAL
+    shutdown_grace: int = DEFAULT_SHUTDOWN_GRACE
 
     def require_web(self) -> None:
         """Raise ConfigError unless the web process has what it needs."""
@@ -83,6 +92,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigError(f"{name}={value} is too small: it must be at least {minimum}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value: set it to true or false")
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
@@ -133,6 +153,22 @@ def check_private_key(pem: bytes) -> None:
         raise ConfigError("the App's private key is not an RSA key: GitHub Apps use RSA .pem keys")
 
 
+def private_key_file_warning(path: str | None) -> str | None:
+    """A warning if the key file can be read by users other than its owner."""
+    if not path:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (
+            f"the App's private key file {path} is readable by other users "
+            f"(mode {oct(mode & 0o777)}): chmod 600 {path}"
+        )
+    return None
+
+
 def _private_key(env: Mapping[str, str]) -> tuple[bytes | None, str | None]:
     raw = env.get("GITHUB_PRIVATE_KEY", "")
     if raw.strip():
@@ -168,6 +204,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         job_timeout=_int(env, "JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT),
         workers=_int(env, "WORKERS", DEFAULT_WORKERS),
         token_cache_key=env.get("TOKEN_CACHE_KEY", "").strip() or None,
+        supersede_pushes=_bool(env, "SUPERSEDE_PUSHES", True),
+        checkout_max_bytes=_int(env, "CHECKOUT_MAX_MB", DEFAULT_CHECKOUT_MAX_MB) * 1024 * 1024,
+        checkout_timeout=_int(env, "CHECKOUT_TIMEOUT", DEFAULT_CHECKOUT_TIMEOUT),
+        redelivery_interval=_int(
+            env, "REDELIVERY_INTERVAL", DEFAULT_REDELIVERY_INTERVAL, minimum=0
+        ),
+        shutdown_grace=_int(env, "SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
     )
 
 

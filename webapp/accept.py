@@ -12,13 +12,9 @@ import redis
 from rq import Queue
 
 from ghapp import keys
+from ghapp.queueing import PUSH_JOB, hard_timeout, retry_policy
 
 from .deliveries import InstallationChange, PushJob
-
-JOB_FUNCTION = "worker.jobs.process_push"
-# The job stops its own work at JOB_TIMEOUT; RQ's hard stop comes this much later, leaving time
-# to kill the processing command and remove the checkout.
-CLEANUP_SECONDS = 10
 
 
 def enqueue_push(
@@ -31,6 +27,7 @@ def enqueue_push(
 ) -> str | None:
     """Enqueue ``push`` unless its delivery was accepted before; return the job id, or None."""
     ledger = keys.delivery(app, push.delivery)
+    payload_key = keys.payload(app, push.delivery)
     job_id = uuid.uuid4().hex
     with queue.connection.pipeline() as pipe:
         while True:
@@ -40,14 +37,20 @@ def enqueue_push(
                     return None
                 pipe.multi()
                 pipe.set(ledger, job_id, ex=keys.LEDGER_TTL)
-                pipe.set(keys.payload(job_id), payload_json, ex=keys.PAYLOAD_TTL)
+                pipe.set(payload_key, payload_json, ex=keys.PAYLOAD_TTL)
+                pipe.set(
+                    keys.latest_push(push.repository_id, push.ref),
+                    push.delivery,
+                    ex=keys.PAYLOAD_TTL,
+                )
                 queue.enqueue_call(
-                    JOB_FUNCTION,
-                    kwargs=push.as_kwargs(),
+                    PUSH_JOB,
+                    kwargs={**push.as_kwargs(), "payload_key": payload_key},
                     job_id=job_id,
-                    timeout=job_timeout + CLEANUP_SECONDS,
+                    timeout=hard_timeout(job_timeout),
                     description=f"push {push.repository} {push.ref} {push.sha[:12]}",
                     meta={"delivery": push.delivery},
+                    retry=retry_policy(),
                     pipeline=pipe,
                 )
                 pipe.execute()

@@ -1,4 +1,4 @@
-"""Fetch exactly one commit into a fresh private directory, and remove it afterwards.
+"""Fetch exactly one commit into a private directory, within limits of size and time.
 
 The token reaches git only as an HTTP header in git's environment (``GIT_CONFIG_*``), scoped to
 GitHub's origin: never in a URL, on a command line, or in ``.git/config``.
@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import git
 
+from .failures import Permanent, Transient
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
-CHECKOUT_PREFIX = "ghapp-checkout-"
 # Variables that would make git print traffic or ask for credentials: never passed to git.
+# (The GIT_CONFIG prefix also drops any GIT_CONFIG_COUNT/KEY/VALUE of the caller's own.)
 UNSAFE_GIT_ENV = ("GIT_TRACE", "GIT_CURL_VERBOSE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_CONFIG")
-# (the GIT_CONFIG prefix also drops any GIT_CONFIG_COUNT/KEY/VALUE of the caller's own)
+HTTP_STATUS_RE = re.compile(r"returned error: (\d{3})|HTTP (\d{3})")
+SIZE_CHECK_SECONDS = 0.2
 
 
-class CheckoutError(Exception):
-    """The commit could not be fetched or checked out; the message says why, without secrets."""
+class CheckoutRefused(Permanent):
+    """The commit cannot be checked out as asked (wrong origin, too large, not found...)."""
+
+
+class CheckoutFailed(Transient):
+    """git or the network failed in a way worth trying again; ``status`` is git's HTTP status."""
 
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
@@ -37,11 +45,11 @@ def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise CheckoutError(f"{url!r} is not an http(s) URL")
+        raise CheckoutRefused(f"{url!r} is not an http(s) URL")
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        raise CheckoutError(f"{url!r} has an invalid port") from None
+        raise CheckoutRefused(f"{url!r} has an invalid port") from None
     return scheme, parts.hostname.lower(), port
 
 
@@ -49,9 +57,9 @@ def check_clone_url(clone_url: str, github_url: str) -> None:
     """Refuse a clone URL that is not on GitHub's origin: the token goes nowhere else."""
     parts = urlsplit(clone_url)
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise CheckoutError("repository.clone_url carries credentials, a query or a fragment")
+        raise CheckoutRefused("repository.clone_url carries credentials, a query or a fragment")
     if origin(clone_url) != origin(github_url):
-        raise CheckoutError(
+        raise CheckoutRefused(
             f"repository.clone_url {clone_url!r} is not on GITHUB_URL {github_url!r}: "
             "refusing to send the token there (set GITHUB_URL for GitHub Enterprise)"
         )
@@ -79,21 +87,65 @@ def git_environment(token: str, github_url: str, base: Mapping[str, str]) -> dic
     return env
 
 
-def _explain(exc: git.GitCommandError, token: str) -> CheckoutError:
-    stderr = str(exc.stderr or "").replace(token, "***")
-    status = 0
-    for code in (401, 403, 404):
-        if f"returned error: {code}" in stderr or f" {code} " in stderr:
-            status = code
-            break
-    last = [line.strip() for line in stderr.splitlines() if line.strip()]
-    detail = last[-1][:300] if last else f"exit status {exc.status}"
-    hints = {
-        401: "the installation token was refused",
-        403: "the installation has no access to this repository",
-        404: "repository or commit not found",
-    }
-    return CheckoutError(f"git fetch failed: {hints.get(status, detail)} ({detail})", status)
+def directory_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass  # a temporary file git just renamed
+    return total
+
+
+def run_limited(
+    process: subprocess.Popen[bytes], path: Path, *, max_bytes: int, timeout: float, what: str
+) -> bytes:
+    """Wait for ``process``; kill it if ``path`` grows past ``max_bytes`` or time runs out.
+    Returns its stderr."""
+    over = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(SIZE_CHECK_SECONDS):
+            if directory_size(path) > max_bytes:
+                over.set()
+                process.kill()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise CheckoutRefused(
+            f"{what} took longer than {timeout:.0f} s: raise CHECKOUT_TIMEOUT if the repository "
+            "is that large"
+        ) from None
+    finally:
+        done.set()
+        watcher.join()
+    if over.is_set():
+        raise CheckoutRefused(
+            f"{what} grew past {max_bytes // (1024 * 1024)} MiB: raise CHECKOUT_MAX_MB if the "
+            "repository is that large"
+        )
+    return stderr or b""
+
+
+def classify_git_failure(stderr: str, returncode: int) -> Exception:
+    """A failed fetch as Permanent or Transient, with git's last line (never a credential)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    detail = lines[-1][:300] if lines else f"exit status {returncode}"
+    match = HTTP_STATUS_RE.search(stderr)
+    status = int(match.group(1) or match.group(2)) if match else 0
+    if status in (401, 403):
+        return CheckoutFailed(f"git fetch refused the installation token ({detail})", status)
+    if status == 404 or "not our ref" in stderr or "unadvertised object" in stderr:
+        return CheckoutRefused(f"git fetch: repository or commit not found ({detail})")
+    return CheckoutFailed(f"git fetch failed ({detail})", status)
 
 
 def fetch_commit(
@@ -103,41 +155,36 @@ def fetch_commit(
     *,
     token: str,
     github_url: str,
-    timeout: float | None = None,
+    timeout: float,
+    max_bytes: int,
 ) -> None:
-    """Fetch ``sha`` alone (depth 1) from ``clone_url`` into ``path`` and check it out detached."""
+    """Fetch ``sha`` alone (depth 1) from ``clone_url`` into ``path``; check it out detached."""
     check_clone_url(clone_url, github_url)
+    deadline = time.monotonic() + timeout
+    path.mkdir(mode=0o700, exist_ok=True)
     repo = git.Repo.init(path)
-    env = git_environment(token, github_url, os.environ)
     try:
-        repo.git.fetch(
+        fetch = repo.git.fetch(
             "--depth=1",
             "--no-tags",
             "--no-write-fetch-head",
             "--quiet",
             clone_url,
             sha,
-            env=env,
-            kill_after_timeout=timeout,
+            env=git_environment(token, github_url, os.environ),
+            as_process=True,
         )
-    except git.GitCommandError as exc:
-        raise _explain(exc, token) from None
-    try:
-        repo.git.checkout("--detach", "--quiet", sha)
-    except git.GitCommandError as exc:
-        raise CheckoutError(f"git checkout of {sha} failed: exit status {exc.status}") from None
+        stderr = run_limited(
+            fetch.proc, path, max_bytes=max_bytes, timeout=timeout, what="git fetch"
+        ).decode("utf-8", "replace")
+        if fetch.proc.returncode != 0:
+            raise classify_git_failure(stderr.replace(token, "***"), fetch.proc.returncode)
+        checkout = repo.git.checkout("--detach", "--quiet", sha, as_process=True)
+        remaining = max(1.0, deadline - time.monotonic())
+        stderr = run_limited(
+            checkout.proc, path, max_bytes=max_bytes, timeout=remaining, what="git checkout"
+        ).decode("utf-8", "replace")
+        if checkout.proc.returncode != 0:
+            raise CheckoutRefused(f"git checkout of {sha} failed: {stderr.strip()[-300:]}")
     finally:
         repo.close()
-
-
-@contextmanager
-def checkout(
-    clone_url: str, sha: str, *, token: str, github_url: str, timeout: float | None = None
-) -> Iterator[Path]:
-    """A private (0700) directory holding ``sha`` checked out; removed on exit, whatever happens."""
-    path = Path(tempfile.mkdtemp(prefix=CHECKOUT_PREFIX))
-    try:
-        fetch_commit(path, clone_url, sha, token=token, github_url=github_url, timeout=timeout)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -1,38 +1,52 @@
 """The few GitHub REST calls the worker makes, over one requests session with retries.
 
-Errors name what GitHub said and what to fix; they never carry a token or a JWT.
+Connection errors, timeouts and 5xx are retried by urllib3 with exponential backoff and jitter.
+Rate limits, clock skew and refusals become typed errors whose messages say what to fix and
+never carry a token or a JWT.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .failures import Permanent, RateLimited, Transient
+
 USER_AGENT = "ghapp"
 TIMEOUT = (5, 30)  # connect, read
+# GitHub's 401 messages about a JWT whose iat/exp do not fit its clock.
+CLOCK_MESSAGES = ("'Issued at' claim", "'Expiration time' claim", "('iat')", "('exp')")
+
+HINTS = {
+    401: "GitHub refused the App's JWT: check GITHUB_APP_ID and the private key",
+    403: "GitHub refused the installation (suspended, or permissions missing): check the "
+    "App's installation settings",
+    404: "not found: the App was uninstalled, or GITHUB_APP_ID / GITHUB_API_URL is wrong",
+    422: "GitHub refused the token's scope: give the App 'Contents: read' and access to "
+    "the repository",
+}
 
 
-class GitHubError(Exception):
-    """GitHub answered with an error; ``status`` is its HTTP status (0: no answer at all)."""
+class GitHubRefused(Permanent):
+    """GitHub answered with a 4xx that retrying will not change."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
 
 
-HINTS = {
-    401: "GitHub refused the App's JWT: check GITHUB_APP_ID, the private key and this "
-    "machine's clock",
-    403: "GitHub refused the installation (suspended, or permissions missing): check the "
-    "App's installation settings",
-    404: "installation not found: the App was uninstalled or GITHUB_APP_ID is wrong",
-    422: "GitHub refused the token's scope: give the App 'Contents: read' and access to "
-    "the repository",
-}
+class ClockSkew(Transient):
+    """GitHub refused the JWT's times; ``offset`` is GitHub's clock minus ours, in seconds."""
+
+    def __init__(self, message: str, offset: float) -> None:
+        super().__init__(message)
+        self.offset = offset
 
 
 def session(total_retries: int = 4) -> requests.Session:
@@ -46,7 +60,7 @@ def session(total_retries: int = 4) -> requests.Session:
         backoff_jitter=0.5,
         backoff_max=30,
         status_forcelist=(500, 502, 503, 504),
-        allowed_methods=None,  # POST too: minting a token twice is harmless
+        allowed_methods=None,  # POST too: every call made here is safe to repeat
         respect_retry_after_header=True,
         raise_on_status=False,
     )
@@ -63,34 +77,95 @@ def session(total_retries: int = 4) -> requests.Session:
     return http
 
 
+def rate_limit_wait(response: requests.Response, now: float) -> float | None:
+    """Seconds GitHub asks us to wait, if this answer is a rate limit; None otherwise."""
+    if response.status_code not in (403, 429):
+        return None
+    retry_after = response.headers.get("Retry-After", "").strip()
+    if retry_after.isdigit():
+        return float(retry_after)
+    if response.headers.get("X-RateLimit-Remaining", "").strip() == "0":
+        reset = response.headers.get("X-RateLimit-Reset", "").strip()
+        if reset.isdigit():
+            return max(1.0, float(reset) - now)
+        return 60.0
+    if response.status_code == 429 or "rate limit" in _message(response).lower():
+        return 60.0  # GitHub: with no header to go by, wait at least a minute
+    return None
+
+
+def clock_offset(response: requests.Response, now: float) -> float | None:
+    """GitHub's clock minus ours, if this 401 is about the JWT's iat/exp and has a Date."""
+    if response.status_code != 401:
+        return None
+    message = _message(response)
+    if not any(marker in message for marker in CLOCK_MESSAGES):
+        return None
+    try:
+        server_time = parsedate_to_datetime(response.headers["Date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+    return server_time - now
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message)[:200] if message else response.reason or "no message"
+
+
 class GitHubAPI:
     def __init__(self, api_url: str, http: requests.Session | None = None) -> None:
         self.api_url = api_url.rstrip("/")
         self.http = http or session()
 
-    def _post(self, path: str, bearer: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        bearer: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> requests.Response:
+        """One call; returns a 2xx answer or raises Transient / RateLimited / ClockSkew /
+        GitHubRefused."""
+        url = path if path.startswith(("https://", "http://")) else self.api_url + path
         try:
-            response = self.http.post(
-                self.api_url + path,
+            response = self.http.request(
+                method,
+                url,
                 json=body,
+                params=params,
                 headers={"Authorization": f"Bearer {bearer}"},
                 timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
-            raise GitHubError(
+            raise Transient(
                 f"GitHub API at {self.api_url} unreachable ({type(exc).__name__}): "
                 "check GITHUB_API_URL and the network"
             ) from None
-        if response.status_code >= 400:
-            raise GitHubError(
-                f"POST {path} answered {response.status_code} "
-                f"({_message(response)}): {HINTS.get(response.status_code, 'see GitHub status')}",
-                response.status_code,
+        if response.status_code < 400:
+            return response
+        now = time.time()
+        where = f"{method} {path.split('?')[0]}"
+        wait = rate_limit_wait(response, now)
+        if wait is not None:
+            raise RateLimited(f"{where}: GitHub rate limit, retry in {wait:.0f} s", wait)
+        offset = clock_offset(response, now)
+        if offset is not None:
+            raise ClockSkew(
+                f"{where}: GitHub refused the JWT's time (its clock is {offset:+.0f} s from ours)",
+                offset,
             )
-        data = response.json()
-        if not isinstance(data, dict):
-            raise GitHubError(f"POST {path} answered something that is not a JSON object")
-        return data
+        message = (
+            f"{where} answered {response.status_code} ({_message(response)}): "
+            f"{HINTS.get(response.status_code, 'see https://www.githubstatus.com')}"
+        )
+        if response.status_code >= 500:
+            raise Transient(message)
+        raise GitHubRefused(message, response.status_code)
 
     def create_installation_token(
         self,
@@ -103,15 +178,8 @@ class GitHubAPI:
         body: dict[str, Any] = {"permissions": dict(permissions)}
         if repository_ids:
             body["repository_ids"] = list(repository_ids)
-        data = self._post(f"/app/installations/{installation_id}/access_tokens", app_jwt, body)
+        path = f"/app/installations/{installation_id}/access_tokens"
+        data = self.request("POST", path, app_jwt, body).json()
         if not isinstance(data.get("token"), str) or not isinstance(data.get("expires_at"), str):
-            raise GitHubError("GitHub's token answer lacks 'token' or 'expires_at'")
+            raise Transient("GitHub's token answer lacks 'token' or 'expires_at'")
         return data
-
-
-def _message(response: requests.Response) -> str:
-    try:
-        message = response.json().get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return str(message)[:200] if message else response.reason or "no message"

@@ -1,20 +1,26 @@
-"""The RQ entry points: thin shells that fetch a token, check out the commit and process it."""
+"""The RQ entry point for a push: a thin shell over tokens, checkout, processing and policies."""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
+from datetime import timedelta
 from typing import Any
 
-from rq import get_current_job
+from rq import Queue, get_current_job
+from rq.job import Job
 
-from ghapp import keys
+from ghapp.queueing import retry_policy
 
 from . import runtime
-from .checkout import checkout
+from .branch_lock import branch_lock, superseded_by
+from .failures import Permanent, RateLimited
+from .fetch_policy import fetch_with_retries
 from .processing import PushContext, process
-from .tokens import TokenSource, cache_cipher
+from .tokens import SHORT_WAIT, Token
+from .workspace import remove_abandoned, workspace
 
 log = logging.getLogger("ghapp.worker.jobs")
 
@@ -31,52 +37,114 @@ def process_push(
     ref: str,
     before: str,
     sha: str,
+    payload_key: str | None = None,
 ) -> dict[str, Any]:
     """Process one push: exactly commit ``sha`` of ``repository``, as pushed to ``ref``."""
     started = time.monotonic()
     job = get_current_job()
     assert job is not None, "process_push runs inside an RQ job"
-    rt = runtime.current()
-    settings = rt.settings
-    assert settings.app_id and settings.private_key
-    extra = {"delivery": delivery, "job_id": job.id}
-    raw = job.connection.get(keys.payload(job.id))
-    payload = json.loads(raw) if raw else {}
-    tokens = TokenSource(
-        connection=job.connection,
-        api=rt.api,
-        app_id=settings.app_id,
-        private_key=settings.private_key,
-        cipher=cache_cipher(settings.private_key, settings.token_cache_key),
-    )
-    token = tokens.token(installation_id, repository_ids=(repository_id,), permissions=PERMISSIONS)
-    deadline = started + settings.job_timeout
-    log.info("delivery %s: checking out %s at %s", delivery, repository, sha, extra=extra)
-    with checkout(
-        clone_url,
-        sha,
-        token=token,
-        github_url=settings.github_url,
-        timeout=max(1.0, deadline - time.monotonic()),
-    ) as path:
-        del token  # nothing below needs it
-        context = PushContext(
-            path=path, repository=repository, ref=ref, sha=sha, delivery=delivery, payload=payload
+    settings = runtime.current().settings
+    connection = job.connection
+    identity = {"delivery": delivery, "repository": repository, "ref": ref, "sha": sha}
+    remove_abandoned()
+    try:
+        newer = settings.supersede_pushes and superseded_by(
+            connection, repository_id, ref, delivery
         )
-        result = process(
-            context,
-            processor=settings.processor,
-            command=settings.process_command,
-            timeout=max(1.0, deadline - time.monotonic()),
-        )
-    job.connection.delete(keys.payload(job.id))
-    result.update(delivery=delivery, repository=repository, ref=ref, sha=sha)
+        if not newer:
+            with branch_lock(connection, repository_id, ref, wait=settings.job_timeout):
+                newer = settings.supersede_pushes and superseded_by(
+                    connection, repository_id, ref, delivery
+                )
+                if not newer:
+                    result = _process(
+                        job,
+                        identity,
+                        installation_id,
+                        repository_id,
+                        clone_url,
+                        payload_key,
+                        deadline=started + settings.job_timeout,
+                    )
+    except RateLimited as exc:
+        if exc.wait <= SHORT_WAIT:
+            raise
+        return _reschedule(job, exc, identity)
+    except Permanent as exc:
+        job.retries_left = 0  # trying again would fail the same way
+        log.error("delivery %s failed: %s", delivery, exc)
+        raise
+    if payload_key:
+        connection.delete(payload_key)
+    if newer:
+        log.info("delivery %s superseded by the newer push of delivery %s", delivery, newer)
+        return {"status": "superseded", "by_delivery": newer, **identity}
     log.info(
         "delivery %s: processed %s at %s in %.2fs",
         delivery,
         repository,
         sha,
         time.monotonic() - started,
-        extra=extra,
     )
-    return result
+    return {"status": "processed", **result, **identity}
+
+
+def _process(
+    job: Job,
+    identity: dict[str, str],
+    installation_id: int,
+    repository_id: int,
+    clone_url: str,
+    payload_key: str | None,
+    *,
+    deadline: float,
+) -> dict[str, Any]:
+    rt = runtime.current()
+    settings = rt.settings
+    raw = job.connection.get(payload_key) if payload_key else None
+    payload = json.loads(raw) if raw else {}
+    tokens = rt.tokens(job.connection)
+    scope = {"repository_ids": (repository_id,), "permissions": PERMISSIONS}
+
+    def get_token(refresh: bool) -> Token:
+        if refresh:
+            tokens.forget(installation_id, **scope)
+        return tokens.token(installation_id, **scope)
+
+    with workspace() as root:
+        checkout = root / "checkout"
+        log.info("delivery %(delivery)s: checking out %(repository)s at %(sha)s", identity)
+        fetch_with_retries(
+            checkout,
+            clone_url=clone_url,
+            sha=identity["sha"],
+            github_url=settings.github_url,
+            get_token=get_token,
+            timeout=max(1.0, min(settings.checkout_timeout, deadline - time.monotonic())),
+            max_bytes=settings.checkout_max_bytes,
+        )
+        context = PushContext(path=checkout, payload=payload, **identity)
+        return process(
+            context,
+            processor=settings.processor,
+            command=settings.process_command,
+            event_path=root / "event.json",
+            timeout=max(1.0, deadline - time.monotonic()),
+        )
+
+
+def _reschedule(job: Job, exc: RateLimited, identity: dict[str, str]) -> dict[str, Any]:
+    """Run this push again once GitHub's rate limit allows, without holding a worker idle."""
+    wait = exc.wait + random.uniform(0, 5)
+    queue = Queue(job.origin, connection=job.connection)
+    again = queue.enqueue_in(
+        timedelta(seconds=wait),
+        job.func_name,
+        kwargs=job.kwargs,
+        job_timeout=job.timeout,
+        description=job.description,
+        meta=job.meta,
+        retry=retry_policy(),
+    )
+    log.warning("%s: job %s will run in %.0f s", exc, again.id, wait)
+    return {"status": "rescheduled", "job_id": again.id, "in_seconds": round(wait), **identity}

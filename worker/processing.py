@@ -6,21 +6,26 @@ token or the App's secrets; its output is kept, bounded; its exit status decides
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import logging
 import os
 import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .failures import Permanent, Transient
+
 log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
+PR_SET_PDEATHSIG = 1
+# A shell reports a child killed by SIGKILL or SIGTERM as 128 + the signal number.
+KILLED_STATUSES = (128 + signal.SIGKILL, 128 + signal.SIGTERM)
 # Settings the processing command must never see.
 SECRET_ENV = (
     "GITHUB_PRIVATE_KEY",
@@ -31,8 +36,12 @@ SECRET_ENV = (
 )
 
 
-class ProcessingError(Exception):
+class ProcessingError(Permanent):
     """The processing step failed; the message says how, with the tail of its output."""
+
+
+class ProcessingInterrupted(Transient):
+    """The command was killed by a signal from outside (a shutdown, the OOM killer): retry."""
 
 
 @dataclass(frozen=True)
@@ -84,41 +93,62 @@ def command_environment(
     return env
 
 
-def run_command(command: str, context: PushContext, *, timeout: float | None) -> dict[str, Any]:
+def run_command(
+    command: str, context: PushContext, *, event_path: Path, timeout: float | None
+) -> dict[str, Any]:
     """Run ``command`` in the checkout; return its exit status and output, or raise on failure."""
-    with tempfile.TemporaryDirectory(prefix="ghapp-event-") as scratch:
-        event_path = Path(scratch) / "event.json"
-        event_path.write_text(json.dumps(context.payload))
-        process = subprocess.Popen(
-            command,
-            shell=True,
-            cwd=context.path,
-            env=command_environment(os.environ, context, event_path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a timeout stops all of it
-        )
-        try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            output, _ = process.communicate()
-            raise ProcessingError(
-                "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped; last output:\n"
-                + _tail(output)
-            ) from None
-        finally:
-            # Also reached when the job itself is being stopped (RQ's timeout, a shutdown).
-            _kill_group(process)
+    event_path.write_text(json.dumps(context.payload))
+    process = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=context.path,
+        env=command_environment(os.environ, context, event_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a timeout stops all of it
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        output, _ = process.communicate()
+        raise ProcessingError(
+            "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped; last output:\n" + _tail(output)
+        ) from None
+    finally:
+        # Also reached when the job itself is being stopped (RQ's timeout, a shutdown).
+        _kill_group(process)
     result = {"exit_status": process.returncode, "output": _tail(output)}
     log.info("PROCESS_COMMAND exited %s; output:\n%s", process.returncode, result["output"])
+    if process.returncode < 0 or process.returncode in KILLED_STATUSES:
+        raise ProcessingInterrupted(
+            f"PROCESS_COMMAND was killed (status {process.returncode}); it will be tried again"
+        )
     if process.returncode != 0:
         raise ProcessingError(
             f"PROCESS_COMMAND exited with status {process.returncode}; last output:\n"
             f"{result['output']}"
         )
     return result
+
+
+def _prctl() -> Any:
+    """libc's prctl, looked up before any fork (the child must not load libraries)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def _die_with_parent() -> None:
+    """In the command's process, before exec: be killed if the job's process dies."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -146,15 +176,23 @@ def process(
     *,
     processor: str | None,
     command: str | None,
+    event_path: Path,
     timeout: float | None,
 ) -> dict[str, Any]:
     """Run what is configured in the checkout; the job's result."""
     result: dict[str, Any] = {"summary": summarize(context.path, context.sha)}
     if processor:
-        value = load_processor(processor)(context)
+        try:
+            value = load_processor(processor)(context)
+        except (Transient, ProcessingError):
+            raise
+        except Exception as exc:
+            raise ProcessingError(
+                f"PROCESSOR {processor} raised {type(exc).__name__}: {exc}"
+            ) from exc
         result["processor"] = value if _is_json(value) else repr(value)
     if command:
-        result["command"] = run_command(command, context, timeout=timeout)
+        result["command"] = run_command(command, context, event_path=event_path, timeout=timeout)
     return result
 
 

@@ -1,22 +1,68 @@
-"""Start one worker process: an RQ worker on ghapp's queue, with RQ's scheduler for retries."""
+"""Start one worker process: an RQ worker on ghapp's queue, tuned so no job is lost or stuck.
+
+- A job whose worker was killed is noticed within about half a minute (short heartbeats and
+  frequent maintenance; RQ's defaults take up to ten minutes) and runs again from scratch.
+- On SIGTERM (a deploy, Heroku's stop) the running job gets SHUTDOWN_GRACE seconds to finish,
+  then is interrupted and put back through its retry policy, before the platform's SIGKILL.
+"""
 
 from __future__ import annotations
 
-from rq import Queue, Worker
+import logging
+
+from rq import Queue
+from rq.job import Job
+from rq.worker import HerokuWorker
 
 from ghapp.redis_connection import connect
-from ghapp.settings import Settings, check_private_key
+from ghapp.settings import Settings, check_private_key, private_key_file_warning
 
 from . import runtime
+from .redelivery import schedule_next
+from .workspace import remove_abandoned
+
+log = logging.getLogger("ghapp.worker")
+
+JOB_MONITORING_INTERVAL = 5  # seconds between heartbeats of a running job
+HEARTBEAT_GRACE = 10  # a job's heartbeat expires this long after it was due
+MAINTENANCE_INTERVAL = 10  # how often a live worker looks for abandoned jobs
+
+
+class GhappWorker(HerokuWorker):
+    """RQ's HerokuWorker (the horse ignores SIGTERM and is interrupted after a grace period),
+    with heartbeats that expire in seconds rather than RQ's minute."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            interval = int(max(1, min(job.timeout - working_time, interval)))
+        return interval + HEARTBEAT_GRACE
+
+
+def build_worker(settings: Settings) -> GhappWorker:
+    assert settings.redis_url
+    connection = connect(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=connection)
+    worker = GhappWorker(
+        [queue],
+        connection=connection,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL,
+        maintenance_interval=MAINTENANCE_INTERVAL,
+    )
+    worker.imminent_shutdown_delay = settings.shutdown_grace
+    return worker
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     settings.require_redis()
     settings.require_worker()
-    assert settings.redis_url and settings.private_key
+    assert settings.private_key
     check_private_key(settings.private_key)
+    warning = private_key_file_warning(settings.private_key_path)
+    if warning:
+        log.warning(warning)
     runtime.configure(settings)
-    connection = connect(settings.redis_url)
-    queue = Queue(settings.queue_name, connection=connection)
-    worker = Worker([queue], connection=connection)
+    remove_abandoned()
+    worker = build_worker(settings)
+    schedule_next(worker.queues[0], settings.redelivery_interval)
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import redis
+
 from ghapp.settings import Settings, environment, load_settings
 
 from .github_api import GitHubAPI
+from .tokens import TokenSource, cache_cipher
 
 
 @dataclass
@@ -20,6 +23,18 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.api = GitHubAPI(self.settings.api_url)
+
+    def tokens(self, connection: redis.Redis) -> TokenSource:
+        """The App's credentials, with the token cache in ``connection``."""
+        settings = self.settings
+        assert settings.app_id and settings.private_key
+        return TokenSource(
+            connection=connection,
+            api=self.api,
+            app_id=settings.app_id,
+            private_key=settings.private_key,
+            cipher=cache_cipher(settings.private_key, settings.token_cache_key),
+        )
 
 
 _current: Runtime | None = None

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ghapp import keys
 
-from .github_api import GitHubAPI
+from .failures import RateLimited
+from .github_api import ClockSkew, GitHubAPI
 
 log = logging.getLogger("ghapp.worker.tokens")
 
@@ -31,6 +32,7 @@ JWT_BACKDATE = 60  # seconds: GitHub's advice against clock drift
 JWT_LIFETIME = 600  # GitHub's maximum
 REFRESH_MARGIN = 300  # a cached token is reused until 5 minutes before it expires
 LOCK_TIMEOUT = 60
+SHORT_WAIT = 10.0  # a rate limit this short is waited out in place; longer ones reschedule
 
 
 def app_jwt(*, app_id: str, private_key: bytes, now: float) -> str:
@@ -65,6 +67,15 @@ def parse_expiry(expires_at: str) -> float:
     return datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
 
 
+@dataclass(frozen=True)
+class Token:
+    """An installation token; ``minted_at`` is set when this call minted it (else None)."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    minted_at: float | None = None
+
+
 @dataclass
 class TokenSource:
     """Installation tokens for one App, cached in ``connection``."""
@@ -75,11 +86,36 @@ class TokenSource:
     private_key: bytes = field(repr=False)
     cipher: Fernet = field(repr=False)
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def github_now(self) -> float:
+        """Our clock corrected by the offset GitHub's answers taught us (shared in Redis)."""
+        offset = self.connection.get(keys.CLOCK_OFFSET)
+        return self.clock() + (float(offset) if offset else 0.0)
 
     def app_jwt(self) -> str:
-        return app_jwt(app_id=self.app_id, private_key=self.private_key, now=self.clock())
+        return app_jwt(app_id=self.app_id, private_key=self.private_key, now=self.github_now())
 
-    def _cached(self, key: str, scope: str) -> str | None:
+    def call_as_app(self, call: Callable[[str], object]) -> object:
+        """Run ``call(jwt)``; on clock skew, learn GitHub's offset and try once more; wait out
+        a short rate limit in place (a long one is raised for the job to reschedule)."""
+        skew_retried = False
+        while True:
+            try:
+                return call(self.app_jwt())
+            except ClockSkew as exc:
+                if skew_retried:
+                    raise
+                skew_retried = True
+                log.warning("correcting for GitHub's clock: %+.0f s", exc.offset)
+                self.connection.set(keys.CLOCK_OFFSET, repr(exc.offset))
+            except RateLimited as exc:
+                if exc.wait > SHORT_WAIT:
+                    raise
+                log.warning("%s: waiting", exc)
+                self.sleep(exc.wait)
+
+    def _cached(self, key: str, scope: str) -> Token | None:
         raw = self.connection.hget(key, scope)
         if raw is None:
             return None
@@ -87,9 +123,9 @@ class TokenSource:
             entry = json.loads(self.cipher.decrypt(raw))
         except (InvalidToken, ValueError):
             return None  # written with another key, or damaged: mint a fresh one
-        if entry["expires_at"] - self.clock() <= REFRESH_MARGIN:
+        if entry["expires_at"] - self.github_now() <= REFRESH_MARGIN:
             return None
-        return str(entry["token"])
+        return Token(str(entry["token"]), float(entry["expires_at"]))
 
     def token(
         self,
@@ -97,7 +133,7 @@ class TokenSource:
         *,
         repository_ids: tuple[int, ...],
         permissions: Mapping[str, str],
-    ) -> str:
+    ) -> Token:
         """A token for exactly this scope, from the cache or freshly minted (once per burst)."""
         scope = scope_id(repository_ids, permissions)
         key = keys.tokens(installation_id)
@@ -113,20 +149,21 @@ class TokenSource:
             cached = self._cached(key, scope)
             if cached:
                 return cached
-            answer = self.api.create_installation_token(
-                self.app_jwt(),
-                installation_id,
-                repository_ids=repository_ids,
-                permissions=permissions,
+            answer = self.call_as_app(
+                lambda bearer: self.api.create_installation_token(
+                    bearer, installation_id, repository_ids=repository_ids, permissions=permissions
+                )
             )
-            token = str(answer["token"])
-            expires_at = parse_expiry(str(answer["expires_at"]))
+            assert isinstance(answer, dict)
+            token = Token(
+                str(answer["token"]), parse_expiry(str(answer["expires_at"])), self.clock()
+            )
             sealed = self.cipher.encrypt(
-                json.dumps({"token": token, "expires_at": expires_at}).encode()
+                json.dumps({"token": token.value, "expires_at": token.expires_at}).encode()
             )
             with self.connection.pipeline() as pipe:
                 pipe.hset(key, scope, sealed)
-                pipe.expire(key, max(1, int(expires_at - self.clock())))
+                pipe.expire(key, max(1, int(token.expires_at - self.github_now())))
                 pipe.execute()
             log.info(
                 "minted a token for installation %s (scope %s, expires %s)",

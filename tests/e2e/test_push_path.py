@@ -161,7 +161,7 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
     assert job.get_status() == "finished"
     (seen,) = stack.record(delivery)
     assert seen["after_in_payload"] == sha
-    assert not stack.redis.exists(f"ghapp:payload:{job.id}")
+    assert not stack.redis.exists(job.kwargs["payload_key"])
     # The job carries identifiers only: no payload, no token.
     assert set(job.kwargs) == {
         "delivery",
@@ -172,5 +172,6 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
         "ref",
         "before",
         "sha",
+        "payload_key",
     }
     assert len(json.dumps(job.kwargs)) < 1000

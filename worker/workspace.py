@@ -1,0 +1,53 @@
+"""A private directory per job (checkout and event file), and the removal of abandoned ones.
+
+Directory names carry the worker's pid, so a worker can tell, at start and between jobs, which
+leftovers belong to processes that no longer exist (a killed worker cannot clean up after itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("ghapp.worker.workspace")
+PREFIX = "ghapp-job-"
+
+
+@contextmanager
+def workspace(root: str | None = None) -> Iterator[Path]:
+    """A fresh 0700 directory, removed on exit whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(root: str | None = None) -> list[Path]:
+    """Remove job directories whose process is gone; return what was removed."""
+    base = Path(root or tempfile.gettempdir())
+    removed = []
+    for entry in base.glob(f"{PREFIX}*"):
+        pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)) or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        log.info("removed %d job directories left by stopped workers", len(removed))
+    return removed
