@@ -39,7 +39,7 @@ class Settings:
     webhook_secrets: tuple[bytes, ...] = field(default=(), repr=False)
     api_url: str = DEFAULT_API_URL
     github_url: str = DEFAULT_GITHUB_URL
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     port: int = DEFAULT_PORT
     process_command: str | None = None
     processor: str | None = None

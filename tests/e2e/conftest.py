@@ -1,10 +1,11 @@
 """The real stack for end-to-end tests: gunicorn (the Procfile's web line) and RQ worker
-processes, against the GitHub simulator and the session's Redis."""
+processes, against the GitHub simulator and a Redis of the test run's own."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,26 @@ import redis
 import requests
 from rq import Worker
 
+from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.simulator import GitHubSimulator, Repository
 from tests.conftest import APP_ID, INSTALLATION_ID
-from tests.support import Process, child_env, free_port, ghapp, signed_post, wait_for
+from tests.support import (
+    Process,
+    child_env,
+    claim_empty_db,
+    free_port,
+    ghapp,
+    signed_post,
+    wait_for,
+    with_db,
+)
 
 # Run by every job: a test repository can carry a script to exercise the processing rules.
 PROCESS_COMMAND = "if [ -f ghapp-test.sh ]; then sh ghapp-test.sh; else echo processed; fi"
 JOB_TIMEOUT = 6
 WORKERS = 2
+# Every git command line the workers run, recorded by a wrapper around the real git.
+GIT_WRAPPER = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$GHAPP_TEST_GIT_LOG"\nexec git "$@"\n'
 
 
 @dataclass
@@ -29,7 +42,7 @@ class Stack:
     url: str
     redis: redis.Redis
     simulator: GitHubSimulator
-    records: Path
+    home: Path
     web: Process
     workers: list[Process]
     env: dict[str, str]
@@ -37,6 +50,19 @@ class Stack:
     @property
     def webhook(self) -> str:
         return self.url + "/webhook"
+
+    @property
+    def records(self) -> Path:
+        return self.home / "records"
+
+    @property
+    def tmp(self) -> Path:
+        """TMPDIR of the web and worker processes: where checkouts are made."""
+        return self.home / "tmp"
+
+    @property
+    def git_log(self) -> Path:
+        return self.home / "git-commands.log"
 
     def post(self, body: bytes | dict[str, Any], **kwargs: Any) -> requests.Response:
         return signed_post(self.webhook, body, **kwargs)
@@ -55,6 +81,76 @@ class Stack:
             name, installation_id=INSTALLATION_ID, files=files or {"README.md": "hello\n"}
         )
 
+    def start_worker(self, name: str, overrides: Mapping[str, str] | None = None) -> Process:
+        env = {**self.env, **(overrides or {})}
+        process = Process(name, ghapp(["worker"]), env, self.home, self.home / "logs")
+        self.workers.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in [self.web, *self.workers]:
+            process.stop()
+
+
+def start_stack(
+    *,
+    redis_url: str,
+    app_key: tuple[bytes, bytes],
+    simulator: GitHubSimulator,
+    home: Path,
+    overrides: Mapping[str, str] | None = None,
+    workers: int = WORKERS,
+) -> Stack:
+    """Start gunicorn and ``workers`` worker processes with the test settings (plus
+    ``overrides``), and wait until they answer."""
+    for sub in ("records", "tmp", "logs"):
+        (home / sub).mkdir(exist_ok=True)
+    wrapper = home / "git"
+    wrapper.write_text(GIT_WRAPPER)
+    wrapper.chmod(0o755)
+    port = free_port()
+    settings = {
+        "GITHUB_APP_ID": APP_ID,
+        "GITHUB_PRIVATE_KEY": app_key[0].decode(),
+        "GITHUB_WEBHOOK_SECRET": "old-secret, test-secret",
+        "GITHUB_API_URL": simulator.api_url,
+        "GITHUB_URL": simulator.url,
+        "REDIS_URL": redis_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PROCESS_COMMAND": PROCESS_COMMAND,
+        "PROCESSOR": "tests.e2e.processors:record",
+        "PUSH_BRANCHES": "main,release/*",
+        "JOB_TIMEOUT": str(JOB_TIMEOUT),
+        "REDELIVERY_INTERVAL": "0",
+        "GHAPP_TEST_RECORDS": str(home / "records"),
+        "GHAPP_TEST_GIT_LOG": str(home / "git-commands.log"),
+        "GIT_PYTHON_GIT_EXECUTABLE": str(wrapper),
+        "TMPDIR": str(home / "tmp"),
+    }
+    env = child_env({**settings, **(overrides or {})})
+    client = redis.Redis.from_url(redis_url)
+    logs = home / "logs"
+    web = Process("web", ghapp(["web"]), env, home, logs)
+    url = f"http://127.0.0.1:{port}"
+    stack = Stack(url, client, simulator, home, web, [], env)
+    for n in range(workers):
+        stack.start_worker(f"worker-{n}")
+
+    def healthy() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(healthy, 20, "the web process to answer /healthz")
+        wait_for(lambda: len(Worker.all(connection=client)) >= workers, 20, "the workers")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
 
 @pytest.fixture(scope="session")
 def stack(
@@ -63,44 +159,53 @@ def stack(
     simulator: GitHubSimulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("stack")  # the processes' working directory: no .env here
-    records = home / "records"
-    records.mkdir()
-    logs = tmp_path_factory.mktemp("logs")
-    port = free_port()
-    env = child_env(
-        {
-            "GITHUB_APP_ID": APP_ID,
-            "GITHUB_PRIVATE_KEY": app_key[0].decode(),
-            "GITHUB_WEBHOOK_SECRET": "old-secret, test-secret",
-            "GITHUB_API_URL": simulator.api_url,
-            "GITHUB_URL": simulator.url,
-            "REDIS_URL": redis_url,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "PROCESS_COMMAND": PROCESS_COMMAND,
-            "PROCESSOR": "tests.e2e.processors:record",
-            "PUSH_BRANCHES": "main,release/*",
-            "JOB_TIMEOUT": str(JOB_TIMEOUT),
-            "GHAPP_TEST_RECORDS": str(records),
-        }
+    """The session's shared stack (its processes' working directory has no .env)."""
+    running = start_stack(
+        redis_url=redis_url,
+        app_key=app_key,
+        simulator=simulator,
+        home=tmp_path_factory.mktemp("stack"),
     )
-    client = redis.Redis.from_url(redis_url)
-    web = Process("web", ghapp(["web"]), env, home, logs)
-    workers = [Process(f"worker-{n}", ghapp(["worker"]), env, home, logs) for n in range(WORKERS)]
-    url = f"http://127.0.0.1:{port}"
+    yield running
+    running.stop()
 
-    def healthy() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
 
-    stack = Stack(url, client, simulator, records, web, workers, env)
-    try:
-        wait_for(healthy, 20, "the web process to answer /healthz")
-        wait_for(lambda: len(Worker.all(connection=client)) >= WORKERS, 20, "the workers")
-        yield stack
-    finally:
-        for process in [web, *workers]:
-            process.stop()
+@pytest.fixture()
+def own_redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis for one test's own stack: another empty database of REDIS_URL's server, or a
+    second embedded server."""
+    shared = os.environ.get("REDIS_URL")
+    if shared:
+        url = with_db(shared, claim_empty_db(shared))
+        yield url
+        redis.Redis.from_url(url).flushdb()
+        return
+    server = EmbeddedRedis(tmp_path / "redis")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture()
+def own_stack(
+    own_redis_url: str,
+    app_key: tuple[bytes, bytes],
+    simulator: GitHubSimulator,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Stack]:
+    """A stack of one test's own, on its own Redis; settings from ``@pytest.mark.stack(...)``
+    (``overrides`` dict, ``workers`` count)."""
+    marker = request.node.get_closest_marker("stack")
+    options = dict(marker.kwargs) if marker else {}
+    home = tmp_path / "stack"
+    home.mkdir()
+    running = start_stack(
+        redis_url=own_redis_url,
+        app_key=app_key,
+        simulator=simulator,
+        home=home,
+        overrides=options.get("overrides"),
+        workers=options.get("workers", WORKERS),
+    )
+    yield running
+    running.stop()

@@ -1,0 +1,410 @@
+"""Webhook deliveries: signatures, bodies, push classification and the whole read_delivery path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from webapp.deliveries import (
+    ZERO_SHA,
+    BadRequest,
+    BadSignature,
+    Ignored,
+    InstallationChange,
+    PushJob,
+    WrongApp,
+    classify_push,
+    parse_body,
+    read_delivery,
+    signature_for,
+    verify_signature,
+)
+
+SECRET = b"s3cret"
+SHA = "a" * 40
+BEFORE = "b" * 40
+DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+
+
+def push_payload(**changes: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "ref": "refs/heads/main",
+        "before": BEFORE,
+        "after": SHA,
+        "deleted": False,
+        "installation": {"id": 7},
+        "repository": {
+            "id": 99,
+            "full_name": "octo-org/hello",
+            "clone_url": "https://github.com/octo-org/hello.git",
+        },
+    }
+    payload.update(changes)
+    return payload
+
+
+def signed(
+    event: str, payload: Any, *, secret: bytes = SECRET, **extra: str
+) -> tuple[dict[str, str], bytes]:
+    body = json.dumps(payload).encode()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": DELIVERY,
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": signature_for(body, secret),
+        **extra,
+    }
+    return headers, body
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def test_signature_matches_githubs_published_vector() -> None:
+    expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signature_for(b"Hello, World!", b"It's a Secret to Everybody") == expected
+    verify_signature(b"Hello, World!", expected, [b"It's a Secret to Everybody"])
+
+
+def test_any_of_several_secrets_is_accepted_during_rotation() -> None:
+    body = b'{"zen": "x"}'
+    for secret in (b"old", b"new"):
+        verify_signature(body, signature_for(body, secret), [b"old", b"new"])
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "",
+        signature_for(b"body", b"other-secret"),
+        signature_for(b"other body", SECRET),
+        "sha1=" + "0" * 40,
+        "garbage",
+    ],
+)
+def test_missing_or_wrong_signature_is_refused_with_401(signature: str | None) -> None:
+    with pytest.raises(BadSignature) as info:
+        verify_signature(b"body", signature, [SECRET])
+    assert info.value.status == 401
+
+
+def test_no_configured_secret_accepts_nothing() -> None:
+    with pytest.raises(BadSignature):
+        verify_signature(b"body", signature_for(b"body", b""), [])
+
+
+def test_non_ascii_signature_header_is_a_401_not_a_crash() -> None:
+    with pytest.raises(BadSignature):
+        verify_signature(b"body", "sha256=\u00e9", [SECRET])
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+def test_json_body_is_parsed_and_kept_verbatim() -> None:
+    body = b'{"a": [1, 2], "b": "c"}'
+    payload, raw = parse_body(body, "application/json; charset=utf-8")
+    assert payload == {"a": [1, 2], "b": "c"}
+    assert raw == body
+
+
+def test_missing_content_type_means_json() -> None:
+    assert parse_body(b'{"a": 1}', None)[0] == {"a": 1}
+
+
+def test_form_encoded_body_uses_its_payload_field() -> None:
+    body = urlencode({"payload": '{"a": "b&c=d"}'}).encode()
+    payload, raw = parse_body(body, "application/x-www-form-urlencoded")
+    assert payload == {"a": "b&c=d"}
+    assert json.loads(raw) == payload
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"a=b", b"payload=1&payload=2", b"payload=%ff%fe", b"\xff\xfe"],
+)
+def test_form_encoded_body_without_one_json_payload_is_400(body: bytes) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_body(body, "application/x-www-form-urlencoded")
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b"not json", b"[]", b'"text"', b"42", b"null", b"\xff\xfe{}"],
+)
+def test_bad_json_or_non_object_is_400(body: bytes) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_body(body, "application/json")
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000]
+)
+def test_deeply_nested_json_is_400_not_recursion_error(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_body(body, "application/json")
+
+
+def test_deeply_nested_form_payload_is_400() -> None:
+    body = urlencode({"payload": "[" * 100_000}).encode()
+    with pytest.raises(BadRequest):
+        parse_body(body, "application/x-www-form-urlencoded")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/xml"])
+def test_unsupported_content_type_is_400(content_type: str) -> None:
+    with pytest.raises(BadRequest, match="content type"):
+        parse_body(b"{}", content_type)
+
+
+# --- push classification ----------------------------------------------------------------------
+
+
+def test_branch_push_becomes_a_job_with_the_pushes_identifiers() -> None:
+    job = classify_push(push_payload(), DELIVERY)
+    assert job == PushJob(
+        delivery=DELIVERY,
+        installation_id=7,
+        repository_id=99,
+        repository="octo-org/hello",
+        clone_url="https://github.com/octo-org/hello.git",
+        ref="refs/heads/main",
+        before=BEFORE,
+        sha=SHA,
+    )
+    assert job.as_kwargs()["sha"] == SHA
+
+
+def test_new_branch_push_has_zero_before() -> None:
+    job = classify_push(push_payload(before=ZERO_SHA), DELIVERY)
+    assert isinstance(job, PushJob) and job.before == ZERO_SHA
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"after": ZERO_SHA}, {"deleted": True}, {"deleted": True, "after": ZERO_SHA}],
+)
+def test_branch_deletion_is_ignored(changes: dict[str, Any]) -> None:
+    assert isinstance(classify_push(push_payload(**changes), DELIVERY), Ignored)
+
+
+def test_tag_push_is_ignored() -> None:
+    outcome = classify_push(push_payload(ref="refs/tags/v1.0"), DELIVERY)
+    assert isinstance(outcome, Ignored) and "tag" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("branch", "patterns"),
+    [
+        ("main", ["main"]),
+        ("release/1.2", ["main", "release/*"]),
+        ("feature-x", ["feature-*"]),
+        ("anything", []),
+    ],
+)
+def test_branch_matching_push_branches_is_processed(branch: str, patterns: list[str]) -> None:
+    outcome = classify_push(push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns)
+    assert isinstance(outcome, PushJob)
+
+
+@pytest.mark.parametrize(
+    ("branch", "patterns"),
+    [("dev", ["main"]), ("main2", ["main"]), ("Main", ["main"]), ("hotfix/1", ["release/*"])],
+)
+def test_branch_not_matching_push_branches_is_ignored(branch: str, patterns: list[str]) -> None:
+    outcome = classify_push(push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns)
+    assert isinstance(outcome, Ignored) and "PUSH_BRANCHES" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "installation",
+    [None, {}, {"id": "7"}, {"id": 0}, {"id": -1}, {"id": True}, {"id": 7.0}, "7"],
+)
+def test_push_without_integer_installation_id_is_400(installation: Any) -> None:
+    with pytest.raises(BadRequest, match="installation.id"):
+        classify_push(push_payload(installation=installation), DELIVERY)
+
+
+@pytest.mark.parametrize("after", [None, "", "abc", "A" * 40, "g" * 40, "a" * 41, 123])
+def test_after_that_is_not_a_sha_is_400(after: Any) -> None:
+    with pytest.raises(BadRequest, match="after"):
+        classify_push(push_payload(after=after), DELIVERY)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        None,
+        "",
+        "refs/heads/../../etc",
+        "refs/heads/a..b",
+        "refs/heads/a\nb",
+        "refs/heads/a\x00b",
+        "refs/heads/a b",
+        "refs/heads/a\x7f",
+        "refs/heads/",
+        "refs/heads/x.lock",
+        "refs/heads/a@{1}",
+        "refs/heads/" + "x" * 2000,
+    ],
+)
+def test_ref_that_git_would_refuse_is_400(ref: Any) -> None:
+    with pytest.raises(BadRequest, match="ref"):
+        classify_push(push_payload(ref=ref), DELIVERY)
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        {"full_name": "o/r", "clone_url": "https://github.com/o/r.git"},
+        {"id": "99", "full_name": "o/r", "clone_url": "https://github.com/o/r.git"},
+        {"id": 99, "full_name": "no-slash", "clone_url": "https://github.com/o/r.git"},
+        {"id": 99, "full_name": "o/r", "clone_url": "git@github.com:o/r.git"},
+        {"id": 99, "full_name": "o/r"},
+    ],
+)
+def test_push_with_malformed_repository_is_400(repository: dict[str, Any]) -> None:
+    with pytest.raises(BadRequest, match="repository"):
+        classify_push(push_payload(repository=repository), DELIVERY)
+
+
+# --- read_delivery ----------------------------------------------------------------------------
+
+
+def test_signed_push_is_read_into_a_job() -> None:
+    headers, body = signed("push", push_payload())
+    delivery = read_delivery(headers, body, secrets=[SECRET])
+    assert delivery.event == "push"
+    assert delivery.delivery == DELIVERY
+    assert isinstance(delivery.outcome, PushJob)
+    assert delivery.outcome.sha == SHA
+    assert delivery.payload == push_payload()
+    assert delivery.payload_json == body
+
+
+def test_push_branches_apply_to_read_delivery() -> None:
+    headers, body = signed("push", push_payload(ref="refs/heads/dev"))
+    delivery = read_delivery(headers, body, secrets=[SECRET], push_branches=["main"])
+    assert isinstance(delivery.outcome, Ignored)
+
+
+def test_unsigned_garbage_is_401_before_any_parsing() -> None:
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": DELIVERY}
+    with pytest.raises(BadSignature) as info:
+        read_delivery(headers, b"\x00not json[[[", secrets=[SECRET])
+    assert info.value.status == 401
+
+
+def test_wrongly_signed_delivery_is_401_even_without_event_headers() -> None:
+    body = b"{}"
+    headers = {"X-Hub-Signature-256": signature_for(body, b"wrong")}
+    with pytest.raises(BadSignature):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+def test_delivery_signed_with_a_rotated_secret_is_accepted() -> None:
+    headers, body = signed("ping", {"zen": "hi"}, secret=b"new")
+    assert read_delivery(headers, body, secrets=[SECRET, b"new"]).outcome == Ignored("ping")
+
+
+@pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
+def test_missing_event_or_delivery_header_is_400(header: str) -> None:
+    headers, body = signed("push", push_payload())
+    del headers[header]
+    with pytest.raises(BadRequest, match=header):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+@pytest.mark.parametrize("delivery", ["a b", "x" * 101, "../../etc", "a\x00b"])
+def test_malformed_delivery_id_is_400(delivery: str) -> None:
+    headers, body = signed("push", push_payload())
+    headers["X-GitHub-Delivery"] = delivery
+    with pytest.raises(BadRequest, match="X-GitHub-Delivery"):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+def test_ping_is_ignored() -> None:
+    headers, body = signed("ping", {"zen": "Design for failure.", "hook_id": 1})
+    assert read_delivery(headers, body, secrets=[SECRET]).outcome == Ignored("ping")
+
+
+def test_unknown_event_is_ignored() -> None:
+    headers, body = signed("issues", {"action": "opened"})
+    outcome = read_delivery(headers, body, secrets=[SECRET]).outcome
+    assert isinstance(outcome, Ignored) and "issues" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("action", "drop"),
+    [("created", False), ("deleted", True), ("suspend", True), ("unsuspend", False)],
+)
+def test_installation_event_is_recorded_and_drops_tokens_when_removed(
+    action: str, drop: bool
+) -> None:
+    payload = {
+        "action": action,
+        "installation": {"id": 7, "account": {"login": "octo-org"}},
+        "repositories": [{"full_name": "octo-org/a"}, {"full_name": "octo-org/b"}],
+    }
+    headers, body = signed("installation", payload)
+    outcome = read_delivery(headers, body, secrets=[SECRET]).outcome
+    assert outcome == InstallationChange(
+        installation_id=7,
+        action=action,
+        account="octo-org",
+        repositories_added=("octo-org/a", "octo-org/b"),
+        drop_tokens=drop,
+    )
+
+
+def test_installation_repositories_event_lists_added_and_removed() -> None:
+    payload = {
+        "action": "removed",
+        "installation": {"id": 7, "account": {"login": "octo-org"}},
+        "repositories_added": [],
+        "repositories_removed": [{"full_name": "octo-org/gone"}],
+    }
+    headers, body = signed("installation_repositories", payload)
+    outcome = read_delivery(headers, body, secrets=[SECRET]).outcome
+    assert isinstance(outcome, InstallationChange)
+    assert outcome.repositories_removed == ("octo-org/gone",)
+    assert outcome.repositories_added == ()
+    assert outcome.drop_tokens is False
+
+
+def test_installation_event_without_action_is_400() -> None:
+    headers, body = signed("installation", {"installation": {"id": 7}})
+    with pytest.raises(BadRequest, match="action"):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+def test_delivery_for_another_app_is_403() -> None:
+    headers, body = signed(
+        "push", push_payload(), **{"X-GitHub-Hook-Installation-Target-ID": "999"}
+    )
+    with pytest.raises(WrongApp) as info:
+        read_delivery(headers, body, secrets=[SECRET], app_id="4242")
+    assert info.value.status == 403
+
+
+def test_delivery_for_this_app_is_accepted() -> None:
+    headers, body = signed(
+        "push", push_payload(), **{"X-GitHub-Hook-Installation-Target-ID": "4242"}
+    )
+    delivery = read_delivery(headers, body, secrets=[SECRET], app_id="4242")
+    assert isinstance(delivery.outcome, PushJob)
+
+
+def test_wrong_app_check_comes_after_the_signature() -> None:
+    headers, body = signed(
+        "push", push_payload(), **{"X-GitHub-Hook-Installation-Target-ID": "999"}
+    )
+    headers["X-Hub-Signature-256"] = signature_for(body, b"wrong")
+    with pytest.raises(BadSignature):
+        read_delivery(headers, body, secrets=[SECRET], app_id="4242")

@@ -1,0 +1,284 @@
+"""The processing step: its environment, exit status, bounded output, timeout and summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.failures import Permanent, Transient
+from worker.processing import (
+    OUTPUT_LIMIT,
+    ProcessingError,
+    ProcessingInterrupted,
+    PushContext,
+    command_environment,
+    load_processor,
+    process,
+    run_command,
+    summarize,
+)
+
+SHA = "c" * 40
+PAYLOAD = {"ref": "refs/heads/main", "after": SHA, "repository": {"full_name": "o/r"}}
+
+
+def make_context(path: Path) -> PushContext:
+    return PushContext(
+        path=path,
+        repository="o/r",
+        ref="refs/heads/main",
+        sha=SHA,
+        delivery="d-1",
+        payload=PAYLOAD,
+    )
+
+
+def processor_returning_sha(context: PushContext) -> dict[str, Any]:
+    """A PROCESSOR used by the tests below."""
+    return {"seen": context.sha, "files": sorted(p.name for p in context.path.iterdir())}
+
+
+def processor_returning_object(context: PushContext) -> object:
+    return {1, 2}
+
+
+def processor_raising(context: PushContext) -> None:
+    raise ValueError("bad input in " + context.repository)
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path) -> Path:
+    path = tmp_path / "checkout"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture()
+def event_path(tmp_path: Path) -> Path:
+    return tmp_path / "event.json"
+
+
+def run(command: str, checkout: Path, event_path: Path, timeout: float = 10) -> dict[str, Any]:
+    return run_command(command, make_context(checkout), event_path=event_path, timeout=timeout)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone and not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_command_environment_has_push_identifiers_and_no_secrets(tmp_path: Path) -> None:
+    base = {
+        "PATH": "bin-dir",
+        "GITHUB_APP_ID": "4242",
+        "GITHUB_PRIVATE_KEY": "pem",
+        "GITHUB_PRIVATE_KEY_PATH": "app.pem",
+        "GITHUB_WEBHOOK_SECRET": "hook",
+        "TOKEN_CACHE_KEY": "cache",
+        "REDIS_URL": "redis://:password@redis",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.https://github.com/.extraHeader",
+        "GIT_CONFIG_VALUE_0": "Authorization: Basic dG9rZW4=",
+    }
+    event_path = tmp_path / "event.json"
+    env = command_environment(base, make_context(tmp_path), event_path)
+    assert env["GHAPP_REPOSITORY"] == "o/r"
+    assert env["GHAPP_REF"] == "refs/heads/main"
+    assert env["GHAPP_SHA"] == SHA
+    assert env["GHAPP_DELIVERY"] == "d-1"
+    assert env["GHAPP_EVENT"] == "push"
+    assert env["GHAPP_EVENT_PATH"] == str(event_path)
+    assert env["PATH"] == "bin-dir"
+    for name in (
+        "GITHUB_PRIVATE_KEY",
+        "GITHUB_PRIVATE_KEY_PATH",
+        "GITHUB_WEBHOOK_SECRET",
+        "TOKEN_CACHE_KEY",
+        "REDIS_URL",
+    ):
+        assert name not in env
+    assert not any(name.startswith("GIT_CONFIG") for name in env)
+
+
+def test_successful_command_returns_its_output_and_runs_in_the_checkout(
+    checkout: Path, event_path: Path
+) -> None:
+    result = run("echo hello; pwd", checkout, event_path)
+    assert result["exit_status"] == 0
+    lines = result["output"].splitlines()
+    assert lines[0] == "hello"
+    assert Path(lines[1]).resolve() == checkout.resolve()
+
+
+def test_command_does_not_see_the_apps_secrets(
+    checkout: Path, event_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "hook-secret-value")
+    monkeypatch.setenv("GITHUB_PRIVATE_KEY", "private-key-value")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Authorization: Basic header-value")
+    result = run("env", checkout, event_path)
+    for secret in ("hook-secret-value", "private-key-value", "header-value"):
+        assert secret not in result["output"]
+    assert f"GHAPP_SHA={SHA}" in result["output"]
+
+
+def test_command_reads_the_payload_from_event_path(checkout: Path, event_path: Path) -> None:
+    result = run('cat "$GHAPP_EVENT_PATH"; echo; echo "$GHAPP_EVENT_PATH"', checkout, event_path)
+    payload_line, path_line = result["output"].splitlines()
+    assert json.loads(payload_line) == PAYLOAD
+    assert Path(path_line) == event_path
+
+
+def test_failing_command_raises_with_status_and_output_tail(
+    checkout: Path, event_path: Path
+) -> None:
+    with pytest.raises(ProcessingError) as info:
+        run("echo lint failed here >&2; exit 3", checkout, event_path)
+    assert isinstance(info.value, Permanent)  # the same commit would fail again
+    message = str(info.value)
+    assert "status 3" in message
+    assert "lint failed here" in message
+
+
+def test_large_output_is_truncated_to_its_tail(checkout: Path, event_path: Path) -> None:
+    command = f"head -c {OUTPUT_LIMIT * 3} /dev/zero | tr '\\0' x; echo; echo THE-END"
+    result = run(command, checkout, event_path)
+    output = result["output"]
+    assert output.rstrip().endswith("THE-END")
+    assert "truncated" in output
+    assert len(output.encode()) < OUTPUT_LIMIT + 100
+
+
+def test_small_output_is_not_marked_truncated(checkout: Path, event_path: Path) -> None:
+    result = run("echo short", checkout, event_path)
+    assert result["output"] == "short\n"
+
+
+def test_command_past_timeout_is_stopped_with_its_children(
+    checkout: Path, event_path: Path
+) -> None:
+    command = "echo started; sleep 60 & echo $! > pidfile; wait"
+    started = time.monotonic()
+    with pytest.raises(ProcessingError) as info:
+        run(command, checkout, event_path, timeout=1)
+    assert time.monotonic() - started < 10
+    assert "JOB_TIMEOUT" in str(info.value)
+    assert "started" in str(info.value)
+    pid = int((checkout / "pidfile").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid)
+
+
+def test_command_killed_from_outside_is_interrupted_to_be_retried(
+    checkout: Path, event_path: Path
+) -> None:
+    with pytest.raises(ProcessingInterrupted) as info:
+        run("echo partial; kill -KILL $$", checkout, event_path)
+    assert isinstance(info.value, Transient)
+
+
+def test_summarize_counts_files_and_bytes_outside_git(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"12345")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "b.bin").write_bytes(b"x" * 100)
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "pack").write_bytes(b"y" * 1000)
+    (tmp_path / ".gitignore").write_bytes(b"zz")
+    assert summarize(tmp_path, SHA) == {"sha": SHA, "files": 3, "bytes": 107}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "json",
+        "json:",
+        ":dumps",
+        "no_such_module_for_ghapp_tests:run",
+        "json:no_such_function",
+        "json:JSONDecoder.no_such_method",
+        "json:__doc__",
+    ],
+)
+def test_bad_processor_spec_is_a_processing_error(spec: str) -> None:
+    with pytest.raises(ProcessingError, match="PROCESSOR"):
+        load_processor(spec)
+
+
+def test_processor_spec_loads_nested_attributes() -> None:
+    assert load_processor("json:dumps") is json.dumps
+    assert load_processor("json:JSONDecoder.decode") is json.JSONDecoder.decode
+
+
+def test_process_without_processor_or_command_returns_a_summary(
+    checkout: Path, event_path: Path
+) -> None:
+    (checkout / "README").write_bytes(b"hello")
+    result = process(
+        make_context(checkout), processor=None, command=None, event_path=event_path, timeout=10
+    )
+    assert result == {"summary": {"sha": SHA, "files": 1, "bytes": 5}}
+
+
+def test_process_runs_processor_and_command(checkout: Path, event_path: Path) -> None:
+    (checkout / "README").write_bytes(b"hello")
+    result = process(
+        make_context(checkout),
+        processor=f"{__name__}:processor_returning_sha",
+        command="cat README",
+        event_path=event_path,
+        timeout=10,
+    )
+    assert result["processor"] == {"seen": SHA, "files": ["README"]}
+    assert result["command"] == {"exit_status": 0, "output": "hello"}
+    assert result["summary"]["files"] == 1
+
+
+def test_process_keeps_a_non_json_processor_result_as_its_repr(
+    checkout: Path, event_path: Path
+) -> None:
+    result = process(
+        make_context(checkout),
+        processor=f"{__name__}:processor_returning_object",
+        command=None,
+        event_path=event_path,
+        timeout=10,
+    )
+    assert result["processor"] == repr({1, 2})
+    json.dumps(result)
+
+
+def test_process_fails_when_the_command_fails(checkout: Path, event_path: Path) -> None:
+    with pytest.raises(ProcessingError, match="status 1"):
+        process(
+            make_context(checkout),
+            processor=None,
+            command="false",
+            event_path=event_path,
+            timeout=10,
+        )
+
+
+def test_processor_exception_becomes_a_processing_error_naming_it(
+    checkout: Path, event_path: Path
+) -> None:
+    with pytest.raises(ProcessingError) as info:
+        process(
+            make_context(checkout),
+            processor=f"{__name__}:processor_raising",
+            command=None,
+            event_path=event_path,
+            timeout=10,
+        )
+    assert "ValueError" in str(info.value)
+    assert "bad input in o/r" in str(info.value)
