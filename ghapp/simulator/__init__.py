@@ -4,7 +4,14 @@ Start one with ``GitHubSimulator(app_id, public_key_pem, root).start()``.
 """
 
 from ghapp.simulator.keys import generate_app_key
-from ghapp.simulator.models import MintRecord, Repository, RequestRecord
+from ghapp.simulator.models import HookDelivery, MintRecord, Repository, RequestRecord
 from ghapp.simulator.server import GitHubSimulator
 
-__all__ = ["GitHubSimulator", "MintRecord", "Repository", "RequestRecord", "generate_app_key"]
+__all__ = [
+    "GitHubSimulator",
+    "HookDelivery",
+    "MintRecord",
+    "Repository",
+    "RequestRecord",
+    "generate_app_key",
+]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import string
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +54,7 @@ def mint_access_token(
     except _RequestRejected as exc:
         return error_response(exc.status, exc.message)
 
-    now = time.time()
+    now = registry.clock.now()
     expires_at = datetime.fromtimestamp(int(now) + registry.token_lifetime, UTC)
     record = MintRecord(
         token=TOKEN_PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(36)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -34,11 +35,15 @@ class JwtRejected(Exception):
 
 
 class AppJwtVerifier:
-    """Checks ``Authorization: Bearer <JWT>`` headers against one App's id and public key."""
+    """Checks ``Authorization: Bearer <JWT>`` headers against one App's id and public key,
+    judging ``iat``/``exp`` by ``clock`` (the simulator's possibly skewed time)."""
 
-    def __init__(self, app_id: str, public_key_pem: bytes) -> None:
+    def __init__(
+        self, app_id: str, public_key_pem: bytes, clock: Callable[[], float] = time.time
+    ) -> None:
         self.app_id = str(app_id)
         self._public_key = load_pem_public_key(public_key_pem)
+        self._clock = clock
 
     def verify(self, authorization: str | None, now: float | None = None) -> dict[str, Any]:
         """Return the JWT's claims, or raise JwtRejected with GitHub's message."""
@@ -71,7 +76,7 @@ class AppJwtVerifier:
             raise JwtRejected(_missing_claim_message(exc.claim)) from None
         except jwt.PyJWTError:
             raise JwtRejected(UNDECODABLE) from None
-        self._check_claims(claims, time.time() if now is None else now)
+        self._check_claims(claims, self._clock() if now is None else now)
         return claims
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -73,7 +72,7 @@ class GitHttpBackend:
             installation is not None
             and not installation.suspended
             and record.installation_id == repo.installation_id
-            and datetime.now(UTC) < record.expires_at
+            and self._registry.clock.now_datetime() < record.expires_at
             and (record.repository_ids is None or repo.id in record.repository_ids)
             and "contents" in record.permissions
         )

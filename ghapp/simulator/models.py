@@ -69,3 +69,25 @@ class InjectedFailure:
     def matches(self, method: str, path: str) -> bool:
         method_ok = self.method == "*" or self.method.upper() == method.upper()
         return self.remaining > 0 and method_ok and path.startswith(self.path_prefix)
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One attempt at delivering a webhook to the App's URL, as GitHub records it."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    redelivery: bool
+    duration: float
+    status: str
+    status_code: int
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository_id: int | None
+    url: str | None = field(default=None, repr=False)
+    body: bytes = field(default=b"", repr=False)
+    request_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    response_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    response_body: str = field(default="", repr=False)

@@ -1,4 +1,5 @@
-"""Thread-safe in-memory state of the simulator: installations, repositories, tokens, requests."""
+"""Thread-safe in-memory state of the simulator: installations, repositories, tokens, requests,
+webhook deliveries, and the simulated clock."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
+from ghapp.simulator.clock import SimClock
 from ghapp.simulator.models import (
+    HookDelivery,
     InjectedFailure,
     Installation,
     MintRecord,
@@ -16,6 +19,7 @@ from ghapp.simulator.models import (
 
 FIRST_REPOSITORY_ID = 1000
 FIRST_ACCOUNT_ID = 9000
+FIRST_DELIVERY_ID = 50000
 
 
 class Registry:
@@ -23,6 +27,7 @@ class Registry:
 
     def __init__(self, token_lifetime: int = 3600) -> None:
         self.token_lifetime = token_lifetime
+        self.clock = SimClock()
         self._lock = threading.Lock()
         self._installations: dict[int, Installation] = {}
         self._account_ids: dict[str, int] = {}
@@ -32,6 +37,9 @@ class Registry:
         self._requests: list[RequestRecord] = []
         self._failures: list[InjectedFailure] = []
         self._next_repository_id = FIRST_REPOSITORY_ID
+        self._deliveries: list[HookDelivery] = []
+        self._redelivery_requests: list[int] = []
+        self._next_delivery_id = FIRST_DELIVERY_ID
 
     # Installations -----------------------------------------------------------------------
 
@@ -122,6 +130,32 @@ class Registry:
                         self._failures.remove(failure)
                     return failure
             return None
+
+    # Webhook deliveries ------------------------------------------------------------------
+
+    def add_delivery(self, build: Callable[[int], HookDelivery]) -> HookDelivery:
+        """Reserve the next delivery id, build the record with it and store it."""
+        with self._lock:
+            delivery = build(self._next_delivery_id)
+            self._deliveries.append(delivery)
+            self._next_delivery_id += 1
+            return delivery
+
+    def deliveries(self) -> list[HookDelivery]:
+        with self._lock:
+            return list(self._deliveries)
+
+    def delivery(self, delivery_id: int) -> HookDelivery | None:
+        with self._lock:
+            return next((d for d in self._deliveries if d.id == delivery_id), None)
+
+    def record_redelivery_request(self, delivery_id: int) -> None:
+        with self._lock:
+            self._redelivery_requests.append(delivery_id)
+
+    def redelivery_requests(self) -> list[int]:
+        with self._lock:
+            return list(self._redelivery_requests)
 
     # Internals ---------------------------------------------------------------------------
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from werkzeug.http import http_date
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from ghapp.simulator import repositories
 from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.clock import SimClock
 from ghapp.simulator.git_http import GitHttpBackend
-from ghapp.simulator.models import InjectedFailure, MintRecord, Repository, RequestRecord
+from ghapp.simulator.models import (
+    HookDelivery,
+    InjectedFailure,
+    MintRecord,
+    Repository,
+    RequestRecord,
+)
 from ghapp.simulator.payloads import push_event
 from ghapp.simulator.registry import Registry
 from ghapp.simulator.repositories import ZERO_SHA
+from ghapp.simulator.webhooks import WebhookSender
 from ghapp.simulator.wsgi import API_PREFIX, SimulatorApp
 
 logger = logging.getLogger("ghapp.simulator")
@@ -33,8 +41,15 @@ class _QuietRequestHandler(WSGIRequestHandler):
         level = logging.WARNING if type == "error" else logging.DEBUG
         logger.log(level, "%s - " + message, self.address_string(), *args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, by the simulator's (possibly skewed) clock."""
+        clock: SimClock = getattr(self.server, "clock", SimClock())
+        return http_date(clock.now() if timestamp is None else timestamp)
+
 
 class _QuietServer(ThreadedWSGIServer):
+    clock: SimClock
+
     def log(self, type: str, message: str, *args: Any) -> None:
         level = logging.ERROR if type == "error" else logging.DEBUG
         logger.log(level, message, *args)
@@ -53,10 +68,12 @@ class GitHubSimulator:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._registry = Registry()
+        self._webhooks = WebhookSender(self.app_id, self._registry)
         self._app = SimulatorApp(
             self._registry,
-            AppJwtVerifier(self.app_id, public_key_pem),
+            AppJwtVerifier(self.app_id, public_key_pem, self._registry.clock.now),
             GitHttpBackend(self._registry, self.root, repositories.git_env),
+            self._webhooks,
         )
         self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
@@ -69,6 +86,7 @@ class GitHubSimulator:
         if self._server is not None:
             return self
         server = _QuietServer(HOST, 0, self._app, handler=_QuietRequestHandler)
+        server.clock = self._registry.clock
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -81,6 +99,7 @@ class GitHubSimulator:
         return self
 
     def stop(self) -> None:
+        self._webhooks.join()
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -155,6 +174,55 @@ class GitHubSimulator:
                 body=None if body is None else dict(body),
             )
         )
+
+    # Clock -------------------------------------------------------------------------------
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the simulator's clock runs ahead of (negative: behind) the real one; it
+        judges JWT iat/exp, stamps ``Date`` headers and token and delivery times."""
+        return self._registry.clock.offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._registry.clock.offset = float(seconds)
+
+    # Webhooks ----------------------------------------------------------------------------
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where ``send_webhook`` and redeliveries post; None (the default) records failures."""
+        return self._webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, url: str | None) -> None:
+        self._webhooks.url = url
+
+    @property
+    def webhook_secret(self) -> bytes | None:
+        """The App's webhook secret; None (the default) sends no signature headers."""
+        return self._webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, secret: bytes | str | None) -> None:
+        self._webhooks.secret = secret.encode() if isinstance(secret, str) else secret
+
+    def send_webhook(
+        self, event: str, payload: Mapping[str, Any], guid: str | None = None
+    ) -> HookDelivery:
+        """POST ``payload`` as a signed ``event`` webhook to ``webhook_url`` (synchronously)
+        and return the recorded attempt; network failures are recorded, not raised."""
+        return self._webhooks.send(event, dict(payload), guid)
+
+    @property
+    def hook_deliveries(self) -> list[HookDelivery]:
+        """Every webhook delivery attempt (first sends and redeliveries), oldest first."""
+        return self._registry.deliveries()
+
+    @property
+    def redelivery_requests(self) -> list[int]:
+        """Delivery ids redelivery was asked for through the API, in order."""
+        return self._registry.redelivery_requests()
 
     # Installations -----------------------------------------------------------------------
 
@@ -279,7 +347,7 @@ class GitHubSimulator:
             owner_id=self._registry.account_id(repo.owner),
             html_url=self.url,
             api_url=self.api_url,
-            pushed_at=int(time.time()),
+            pushed_at=int(self._registry.clock.now()),
         )
 
     # Internals ---------------------------------------------------------------------------

@@ -7,19 +7,24 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.wrappers import Request
+from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator.api import mint_access_token
 from ghapp.simulator.app_jwt import AppJwtVerifier
 from ghapp.simulator.git_http import GitHttpBackend
+from ghapp.simulator.hook_api import get_delivery, list_deliveries, redeliver
 from ghapp.simulator.models import RequestRecord
 from ghapp.simulator.registry import Registry
 from ghapp.simulator.responses import error_response, json_response, not_found
+from ghapp.simulator.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v3"
 _ACCESS_TOKENS = re.compile(r"^(?:/api/v3)?/app/installations/(?P<id>\d+)/access_tokens/?$")
+_DELIVERIES = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/?$")
+_DELIVERY = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/?$")
+_ATTEMPTS = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/attempts/?$")
 _GIT = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)(?:\.git)?/"
     r"(?P<service>info/refs|git-upload-pack|git-receive-pack)$"
@@ -31,11 +36,16 @@ class SimulatorApp:
     """WSGI callable serving the REST API (at ``/`` and ``/api/v3``) and git smart HTTP."""
 
     def __init__(
-        self, registry: Registry, verifier: AppJwtVerifier, git_backend: GitHttpBackend
+        self,
+        registry: Registry,
+        verifier: AppJwtVerifier,
+        git_backend: GitHttpBackend,
+        webhooks: WebhookSender,
     ) -> None:
         self._registry = registry
         self._verifier = verifier
         self._git = git_backend
+        self._webhooks = webhooks
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -78,8 +88,23 @@ class SimulatorApp:
             installation_id = int(match["id"])
             response = mint_access_token(request, installation_id, self._registry, self._verifier)
             return response(environ, start_response)
+        response = self._route_hooks(request, path)
+        if response is not None:
+            return response(environ, start_response)
         match = _GIT.match(path)
         if match and request.method in ("GET", "POST"):
             full_name = f"{match['owner']}/{match['name']}"
             return self._git(environ, start_response, full_name, match["service"])
         return not_found()(environ, start_response)
+
+    def _route_hooks(self, request: Request, path: str) -> Response | None:
+        registry, verifier = self._registry, self._verifier
+        if request.method == "GET" and _DELIVERIES.match(path):
+            return list_deliveries(request, registry, verifier)
+        match = _DELIVERY.match(path)
+        if match and request.method == "GET":
+            return get_delivery(request, int(match["id"]), registry, verifier)
+        match = _ATTEMPTS.match(path)
+        if match and request.method == "POST":
+            return redeliver(request, int(match["id"]), registry, verifier, self._webhooks)
+        return None

@@ -1,25 +1,39 @@
-"""Tests for ghapp.simulator: token minting, git smart HTTP, push payloads, failure injection."""
+"""Tests for ghapp.simulator: token minting, git smart HTTP, push payloads, failure injection,
+webhook deliveries and the simulated clock."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
+import hmac
 import json
 import os
 import re
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
-from ghapp.simulator import GitHubSimulator, MintRecord, Repository, generate_app_key
+from ghapp.simulator import (
+    GitHubSimulator,
+    HookDelivery,
+    MintRecord,
+    Repository,
+    generate_app_key,
+)
 
 APP_ID = "4242"
 ZERO = "0" * 40
@@ -420,3 +434,218 @@ def test_lifecycle(app_key, tmp_path: Path) -> None:
     simulator.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
+
+
+# Webhook deliveries ---------------------------------------------------------------------
+
+SECRET = b"It's a Secret to Everybody"
+DELIVERY_KEYS = {
+    "id",
+    "guid",
+    "delivered_at",
+    "redelivery",
+    "duration",
+    "status",
+    "status_code",
+    "event",
+    "action",
+    "installation_id",
+    "repository_id",
+    "throttled_at",
+}
+
+
+class Receiver:
+    """A webhook endpoint on loopback that answers 503 to the first delivery, 200 after."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/webhook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        with self._lock:
+            self.received.append((dict(request.headers.items()), request.get_data()))
+            status = 503 if len(self.received) == 1 else 200
+        return Response("busy" if status == 503 else "ok", status=status)(environ, start_response)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def api_get(url: str, token: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(url, headers=headers, timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def assert_signed(headers: dict[str, str], body: bytes) -> None:
+    expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Hub-Signature-256"], expected)
+
+
+def test_send_list_page_and_redeliver_webhooks(
+    sim: GitHubSimulator, repo: Repository, app_key, receiver: Receiver
+) -> None:
+    sim.webhook_url, sim.webhook_secret = receiver.url, SECRET
+    push = sim.push_payload(repo.full_name, None, sim.branch_tip(repo.full_name))
+    failed = sim.send_webhook("push", push, guid="guid-1")
+    installed = sim.send_webhook("installation", {"action": "created", "installation": {"id": 1}})
+
+    assert isinstance(failed, HookDelivery)
+    assert (failed.status, failed.status_code, failed.redelivery) == (
+        "Invalid HTTP Response: 503",
+        503,
+        False,
+    )
+    assert (failed.event, failed.action, failed.guid) == ("push", None, "guid-1")
+    assert (failed.installation_id, failed.repository_id) == (1, repo.id)
+    assert failed.delivered_at.tzinfo is not None and failed.duration >= 0
+    assert (installed.status, installed.status_code, installed.action) == ("OK", 200, "created")
+    assert installed.repository_id is None and installed.id > failed.id
+    assert re.fullmatch(r"[0-9a-f-]{36}", installed.guid)
+    assert sim.hook_deliveries == [failed, installed]
+
+    headers, body = receiver.received[0]
+    assert json.loads(body) == push
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Github-Event"] == "push" and headers["X-Github-Delivery"] == "guid-1"
+    assert headers["X-Github-Hook-Installation-Target-Type"] == "integration"
+    assert headers["X-Github-Hook-Installation-Target-Id"] == APP_ID
+    assert headers["X-Github-Hook-Id"].isdigit()
+    assert headers["User-Agent"].startswith("GitHub-Hookshot/")
+    assert_signed(headers, body)
+
+    token = make_jwt(app_key[0])
+    first_page = api_get(f"{sim.api_url}/app/hook/deliveries?per_page=1", token)
+    assert first_page.status_code == 200
+    [newest] = first_page.json()
+    assert set(newest) == DELIVERY_KEYS
+    assert newest["id"] == installed.id and newest["throttled_at"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", newest["delivered_at"])
+    next_url = first_page.links["next"]["url"]
+    assert next_url.startswith(f"{sim.api_url}/app/hook/deliveries?")
+    second_page = api_get(next_url, token)
+    assert [d["id"] for d in second_page.json()] == [failed.id]
+    assert second_page.json()[0]["status"] == "Invalid HTTP Response: 503"
+    assert "next" not in second_page.links
+
+    one = api_get(f"{sim.api_url}/app/hook/deliveries/{failed.id}", token)
+    assert one.status_code == 200 and one.json()["guid"] == "guid-1"
+    assert one.json()["request"]["payload"] == push
+    assert api_get(f"{sim.api_url}/app/hook/deliveries/1", token).status_code == 404
+
+    attempt = requests.post(
+        f"{sim.api_url}/app/hook/deliveries/{failed.id}/attempts",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert attempt.status_code == 202 and attempt.json() == {}
+    wait_for(lambda: len(sim.hook_deliveries) == 3)
+    again = sim.hook_deliveries[-1]
+    assert (again.guid, again.redelivery, again.status, again.status_code) == (
+        "guid-1",
+        True,
+        "OK",
+        200,
+    )
+    assert again.event == "push" and again.id > installed.id
+    assert sim.redelivery_requests == [failed.id]
+    headers, redelivered_body = receiver.received[-1]
+    assert headers["X-Github-Delivery"] == "guid-1" and redelivered_body == body
+    assert_signed(headers, redelivered_body)
+
+    unknown = requests.post(
+        f"{sim.url}/app/hook/deliveries/1/attempts",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert unknown.status_code == 404
+    everything = api_get(f"{sim.url}/app/hook/deliveries", token)
+    assert [d["id"] for d in everything.json()] == [again.id, installed.id, failed.id]
+    assert everything.json()[0]["redelivery"] is True and "Link" not in everything.headers
+
+
+def test_unreachable_webhook_url_is_recorded_not_raised(sim: GitHubSimulator) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sim.webhook_url = f"http://127.0.0.1:{port}/webhook"
+    refused = sim.send_webhook("ping", {"zen": "Keep it logically awesome."})
+    assert refused.status != "OK" and refused.status_code == 0
+    sim.webhook_url = None
+    unset = sim.send_webhook("ping", {})
+    assert unset.status != "OK" and unset.status_code == 0
+    assert sim.hook_deliveries == [refused, unset]
+
+
+def test_hook_endpoints_require_an_app_jwt(sim: GitHubSimulator, app_key, other_key) -> None:
+    sim.send_webhook("ping", {})
+    [delivery] = sim.hook_deliveries
+    paths = ["/app/hook/deliveries", f"/app/hook/deliveries/{delivery.id}"]
+    for path in paths:
+        missing = api_get(sim.api_url + path, None)
+        assert missing.status_code == 401
+        assert missing.json()["message"] == "Requires authentication"
+        assert api_get(sim.url + path, make_jwt(other_key[0])).status_code == 401
+    attempts = f"{sim.api_url}/app/hook/deliveries/{delivery.id}/attempts"
+    assert requests.post(attempts, timeout=10).status_code == 401
+    assert sim.redelivery_requests == []
+    assert api_get(sim.api_url + paths[0], make_jwt(app_key[0])).status_code == 200
+
+
+# Simulated clock ------------------------------------------------------------------------
+
+
+def test_simulator_clock_ahead_refuses_a_real_time_jwt_as_expired(
+    sim: GitHubSimulator, repo: Repository, app_key
+) -> None:
+    sim.clock_offset = 3600
+    refused = post_token(sim, make_jwt(app_key[0]))
+    assert refused.status_code == 401
+    assert "('exp')" in refused.json()["message"]
+    skew = parsedate_to_datetime(refused.headers["Date"]).timestamp() - time.time()
+    assert abs(skew - 3600) < 5
+    deliveries = api_get(f"{sim.api_url}/app/hook/deliveries", make_jwt(app_key[0]))
+    assert deliveries.status_code == 401
+
+    now = int(time.time()) + 3600
+    token = post_token(sim, make_jwt(app_key[0], iat=now - 30, exp=now + 540))
+    assert token.status_code == 201
+    expires_at = datetime.fromisoformat(token.json()["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires_at.timestamp() - (time.time() + 7200)) < 5
+    assert git("ls-remote", repo.clone_url, token=token.json()["token"]).returncode == 0
+    sim.clock_offset = 3600 * 3
+    assert git("ls-remote", repo.clone_url, token=token.json()["token"]).returncode != 0
+
+
+def test_simulator_clock_behind_refuses_a_real_time_jwt_as_not_yet_issued(
+    sim: GitHubSimulator, app_key
+) -> None:
+    sim.clock_offset = -3600
+    refused = post_token(sim, make_jwt(app_key[0]))
+    assert refused.status_code == 401
+    assert "('iat')" in refused.json()["message"]
+    skew = parsedate_to_datetime(refused.headers["Date"]).timestamp() - time.time()
+    assert abs(skew + 3600) < 5
+    sim.clock_offset = 0
+    assert post_token(sim, make_jwt(app_key[0])).status_code == 201
