@@ -1,4 +1,5 @@
-"""Redis goes away under a running web process: 503 with Retry-After, then back by itself."""
+"""Redis goes away under running web and worker processes: 503 with Retry-After, then back by
+itself, and the delivery refused meanwhile is processed when redelivered."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import pytest
 import requests
 
 from ghapp.embedded_redis import EmbeddedRedis
-from tests.conftest import APP_ID
-from tests.support import Process, child_env, free_port, ghapp, signed_post, wait_for
+from ghapp.simulator import GitHubSimulator
+from tests.e2e.conftest import start_stack
+from tests.support import wait_for, wait_job
 
 
 @pytest.fixture()
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+def stoppable_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis this test may stop and start again at the same address."""
     sockets = tmp_path / "sock"
     sockets.mkdir(mode=0o700)
     server = EmbeddedRedis(tmp_path / "data", socket_dir=sockets)
@@ -24,55 +27,48 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
-def test_web_answers_503_while_redis_is_down_and_recovers_without_restart(
-    own_redis: EmbeddedRedis, tmp_path: Path
-):
-    port = free_port()
-    env = child_env(
-        {
-            "GITHUB_APP_ID": APP_ID,
-            "GITHUB_WEBHOOK_SECRET": "test-secret",
-            "REDIS_URL": own_redis.url,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-        }
-    )
-    web = Process("web-outage", ghapp(["web"]), env, tmp_path, tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    payload = {
-        "ref": "refs/heads/main",
-        "before": "0" * 40,
-        "after": "a" * 40,
-        "installation": {"id": 1},
-        "repository": {
-            "id": 5,
-            "full_name": "octo-org/down",
-            "clone_url": "https://github.com/octo-org/down.git",
-        },
-    }
-    try:
-        wait_for(lambda: _status(url + "/healthz") == 200, 20, "the web process")
-        own_redis.stop()
-        assert _status(url + "/healthz") == 503
-        delivery = str(uuid.uuid4())
-        refused = signed_post(url + "/webhook", payload, delivery=delivery)
-        assert refused.status_code == 503
-        assert int(refused.headers["Retry-After"]) > 0
-        assert "Redis" in refused.json()["error"]
-        assert "Traceback" not in web.output()
-
-        own_redis.start()
-        wait_for(lambda: _status(url + "/healthz") == 200, 20, "the web process to recover")
-        # The delivery refused during the outage is accepted when GitHub redelivers it.
-        again = signed_post(url + "/webhook", payload, delivery=delivery)
-        assert again.status_code == 202, again.text
-        assert web.alive()
-    finally:
-        web.stop()
-
-
-def _status(url: str) -> int:
+def status(url: str) -> int:
     try:
         return requests.get(url, timeout=5).status_code
     except requests.RequestException:
         return 0
+
+
+def test_web_and_workers_ride_out_a_redis_outage_without_restart(
+    stoppable_redis: EmbeddedRedis,
+    app_key: tuple[bytes, bytes],
+    simulator: GitHubSimulator,
+    tmp_path: Path,
+    fresh_repo_name: str,
+):
+    home = tmp_path / "stack"
+    home.mkdir()
+    stack = start_stack(
+        redis_url=stoppable_redis.url, app_key=app_key, simulator=simulator, home=home, workers=1
+    )
+    try:
+        repo = stack.repository(fresh_repo_name)
+        payload = simulator.push_payload(
+            repo.full_name, before=None, after=simulator.branch_tip(repo.full_name)
+        )
+        stoppable_redis.stop()
+        assert status(stack.url + "/healthz") == 503
+        delivery = str(uuid.uuid4())
+        refused = stack.post(payload, delivery=delivery)
+        assert refused.status_code == 503
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "Redis" in refused.json()["error"]
+        assert "Traceback" not in stack.web.output()
+
+        stoppable_redis.start()
+        wait_for(lambda: status(stack.url + "/healthz") == 200, 20, "the web process to recover")
+        # GitHub's redelivery of the refused delivery is accepted, and a worker that lived
+        # through the outage processes it.
+        again = stack.post(payload, delivery=delivery)
+        assert again.status_code == 202, again.text
+        job = wait_job(stack.redis, again.json()["job_id"], timeout=60)
+        assert job.get_status() == "finished"
+        assert stack.web.alive() and all(w.alive() for w in stack.workers)
+        assert len(stack.record(delivery)) == 1
+    finally:
+        stack.stop()
