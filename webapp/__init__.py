@@ -8,6 +8,7 @@ from rq import Queue
 from ghapp.redis_connection import connect
 from ghapp.settings import Settings, environment, load_settings
 
+from .accept import PushQueue
 from .errors import register_error_handlers
 from .webhook import blueprint
 
@@ -26,7 +27,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ghapp.settings"] = settings
     connection = connect(settings.redis_url, socket_timeout=2.0)
     app.extensions["ghapp.redis"] = connection
-    app.extensions["ghapp.queue"] = Queue(settings.queue_name, connection=connection)
+    app.extensions["ghapp.pushes"] = PushQueue(
+        Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
+    )
     app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

@@ -1,63 +1,80 @@
 """Turn an accepted delivery into Redis state: ledger entry, payload and job, atomically.
 
-A delivery id is recorded in the same MULTI/EXEC as its job, so a redelivery after a 2xx is a
+A delivery id is recorded in the same Lua script as its job, so a redelivery after a 2xx is a
 duplicate, and a delivery we failed to enqueue left no trace and is processed when redelivered.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from enum import Enum
 
 import redis
 from rq import Queue
+from rq.job import JobStatus
 
 from ghapp import keys
 from ghapp.queueing import PUSH_JOB, hard_timeout, retry_policy
 
 from .deliveries import InstallationChange, PushJob
 
+# One round trip, atomic: refuse a delivery already in the ledger, else record it, store the
+# payload, note the branch's newest push, save the RQ job hash and push its id on the queue.
+ENQUEUE_SCRIPT = """
+-- KEYS: ledger, payload, latest push of the branch, job hash, queue list, set of queues
+-- ARGV: job id, ledger ttl, payload, payload ttl, delivery, job hash field/value pairs...
+if redis.call("EXISTS", KEYS[1]) == 1 then
+    return 0
+end
+redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
+redis.call("SET", KEYS[2], ARGV[3], "EX", ARGV[4])
+redis.call("SET", KEYS[3], ARGV[5], "EX", ARGV[4])
+redis.call("HSET", KEYS[4], unpack(ARGV, 6))
+redis.call("SADD", KEYS[6], KEYS[5])
+redis.call("RPUSH", KEYS[5], ARGV[1])
+return 1
+"""
 
-def enqueue_push(
-    queue: Queue,
-    push: PushJob,
-    payload_json: bytes,
-    *,
-    app: str,
-    job_timeout: int,
-) -> str | None:
-    """Enqueue ``push`` unless its delivery was accepted before; return the job id, or None."""
-    ledger = keys.delivery(app, push.delivery)
-    payload_key = keys.payload(app, push.delivery)
-    job_id = uuid.uuid4().hex
-    with queue.connection.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(ledger)
-                if pipe.exists(ledger):
-                    return None
-                pipe.multi()
-                pipe.set(ledger, job_id, ex=keys.LEDGER_TTL)
-                pipe.set(payload_key, payload_json, ex=keys.PAYLOAD_TTL)
-                pipe.set(
-                    keys.latest_push(push.repository_id, push.ref),
-                    push.delivery,
-                    ex=keys.PAYLOAD_TTL,
-                )
-                queue.enqueue_call(
-                    PUSH_JOB,
-                    kwargs={**push.as_kwargs(), "payload_key": payload_key},
-                    job_id=job_id,
-                    timeout=hard_timeout(job_timeout),
-                    description=f"push {push.repository} {push.ref} {push.sha[:12]}",
-                    meta={"delivery": push.delivery},
-                    retry=retry_policy(),
-                    pipeline=pipe,
-                )
-                pipe.execute()
-                return job_id
-            except redis.WatchError:
-                # Another request recorded the same delivery between WATCH and EXEC: look again.
-                continue
+
+class PushQueue:
+    """Enqueues push jobs for RQ workers, deduplicated by delivery, in one Redis round trip."""
+
+    def __init__(self, queue: Queue, *, job_timeout: int) -> None:
+        self.queue = queue
+        self.job_timeout = job_timeout
+        self.script = queue.connection.register_script(ENQUEUE_SCRIPT)
+
+    def enqueue(self, push: PushJob, payload_json: bytes, *, app: str) -> str | None:
+        """Enqueue ``push`` unless its delivery was accepted before; the job id, or None."""
+        payload_key = keys.payload(app, push.delivery)
+        job = self.queue.create_job(
+            PUSH_JOB,
+            kwargs={**push.as_kwargs(), "payload_key": payload_key},
+            job_id=uuid.uuid4().hex,
+            timeout=hard_timeout(self.job_timeout),
+            description=f"push {push.repository} {push.ref} {push.sha[:12]}",
+            meta={"delivery": push.delivery},
+            retry=retry_policy(),
+            status=JobStatus.QUEUED,
+        )
+        job.enqueued_at = datetime.now(UTC)
+        fields: list[str | bytes | int] = []
+        for name, value in job.to_dict().items():
+            if value is not None:
+                fields += [name, value.value if isinstance(value, Enum) else value]
+        accepted = self.script(
+            keys=[
+                keys.delivery(app, push.delivery),
+                payload_key,
+                keys.latest_push(push.repository_id, push.ref),
+                job.key,
+                self.queue.key,
+                self.queue.redis_queues_keys,
+            ],
+            args=[job.id, keys.LEDGER_TTL, payload_json, keys.PAYLOAD_TTL, push.delivery, *fields],
+        )
+        return job.id if accepted else None
 
 
 def record_installation(connection: redis.Redis, change: InstallationChange) -> None:

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .accept import enqueue_push, record_installation
+from .accept import record_installation
 from .deliveries import Ignored, InstallationChange, PushJob, read_delivery
 
 log = logging.getLogger("ghapp.web")
@@ -38,12 +38,8 @@ def webhook():  # noqa: ANN201
     assert isinstance(outcome, PushJob)
     target = request.headers.get("X-GitHub-Hook-Installation-Target-ID", "").strip()
     app_key = settings.app_id or target or "-"
-    job_id = enqueue_push(
-        current_app.extensions["ghapp.queue"],
-        outcome,
-        delivery.payload_json,
-        app=app_key,
-        job_timeout=settings.job_timeout,
+    job_id = current_app.extensions["ghapp.pushes"].enqueue(
+        outcome, delivery.payload_json, app=app_key
     )
     if job_id is None:
         log.info("duplicate delivery %s", delivery.delivery, extra=extra)

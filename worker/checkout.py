@@ -26,6 +26,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 UNSAFE_GIT_ENV = ("GIT_TRACE", "GIT_CURL_VERBOSE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_CONFIG")
 HTTP_STATUS_RE = re.compile(r"returned error: (\d{3})|HTTP (\d{3})")
 SIZE_CHECK_SECONDS = 0.2
+# What git prints when the server answers 401 (it then wants a username it may not ask for).
+AUTH_REFUSED = ("could not read Username", "terminal prompts disabled", "Authentication failed")
 
 
 class CheckoutRefused(Permanent):
@@ -141,6 +143,8 @@ def classify_git_failure(stderr: str, returncode: int) -> Exception:
     detail = lines[-1][:300] if lines else f"exit status {returncode}"
     match = HTTP_STATUS_RE.search(stderr)
     status = int(match.group(1) or match.group(2)) if match else 0
+    if not status and any(sign in stderr for sign in AUTH_REFUSED):
+        status = 401  # git asked for credentials: the server refused the one it was given
     if status in (401, 403):
         return CheckoutFailed(f"git fetch refused the installation token ({detail})", status)
     if status == 404 or "not our ref" in stderr or "unadvertised object" in stderr:
