@@ -11,7 +11,6 @@ import os
 import secrets
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import requests
 from rq.job import Job, JobStatus
 
 from ghapp.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from ghapp.local import free_port, wait_until
 from ghapp.simulator import GitHubSimulator, generate_app_key
 from ghapp.supervisor import Child, stop_all
 from webapp.deliveries import signature_for
@@ -42,29 +42,11 @@ def say(text: str) -> None:
     print(f"ghapp demo: {text}", flush=True)
 
 
-def _wait(check, timeout: float, what: str):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-
-
 def _healthy(url: str) -> bool:
     try:
         return requests.get(url + "/healthz", timeout=1).ok
     except requests.RequestException:
         return False
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_demo() -> int:
@@ -88,7 +70,7 @@ def run_demo() -> int:
             say(f"GitHub simulator at {simulator.url} with {REPOSITORY}")
             redis_url = embedded.start()
             say("embedded Redis started")
-            port = _port()
+            port = free_port()
             secret = secrets.token_hex(16)
             env = dict(os.environ)
             env.update(
@@ -113,7 +95,7 @@ def run_demo() -> int:
             for child in children:
                 child.start()
             url = f"http://127.0.0.1:{port}"
-            _wait(lambda: _healthy(url), 30, "the web process answering")
+            wait_until(lambda: _healthy(url), 30, "the web process answering")
             say(f"web process (gunicorn) at {url}, one worker")
 
             payload = simulator.push_payload(REPOSITORY, before=before, after=after)
@@ -132,7 +114,7 @@ def run_demo() -> int:
                 return 1
             connection = redis.Redis.from_url(redis_url)
             job = Job.fetch(answer.json()["job_id"], connection=connection)
-            _wait(
+            wait_until(
                 lambda: job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED),
                 60,
                 "the job ending",

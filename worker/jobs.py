@@ -79,13 +79,9 @@ def process_push(
     if newer:
         log.info("delivery %s superseded by the newer push of delivery %s", delivery, newer)
         return {"status": "superseded", "by_delivery": newer, **identity}
-    log.info(
-        "delivery %s: processed %s at %s in %.2fs",
-        delivery,
-        repository,
-        sha,
-        time.monotonic() - started,
-    )
+    total = time.monotonic() - started
+    result["seconds"]["total"] = round(total, 4)
+    log.info("delivery %s: processed %s at %s in %.2fs", delivery, repository, sha, total)
     return {"status": "processed", **result, **identity}
 
 
@@ -114,6 +110,7 @@ def _process(
     with workspace() as root:
         checkout = root / "checkout"
         log.info("delivery %(delivery)s: checking out %(repository)s at %(sha)s", identity)
+        fetch_started = time.monotonic()
         fetch_with_retries(
             checkout,
             clone_url=clone_url,
@@ -123,14 +120,20 @@ def _process(
             timeout=max(1.0, min(settings.checkout_timeout, deadline - time.monotonic())),
             max_bytes=settings.checkout_max_bytes,
         )
+        fetched = time.monotonic()
         context = PushContext(path=checkout, payload=payload, **identity)
-        return process(
+        result = process(
             context,
             processor=settings.processor,
             command=settings.process_command,
             event_path=root / "event.json",
             timeout=max(1.0, deadline - time.monotonic()),
         )
+        result["seconds"] = {
+            "fetch": round(fetched - fetch_started, 4),
+            "processing": round(time.monotonic() - fetched, 4),
+        }
+        return result
 
 
 def _reschedule(job: Job, exc: RateLimited, identity: dict[str, str]) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import requests
 from rq import Worker
 
 from ghapp.embedded_redis import EmbeddedRedis
+from ghapp.local import free_port
 from ghapp.simulator import GitHubSimulator, Repository
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.support import (
     Process,
     child_env,
     claim_empty_db,
-    free_port,
     ghapp,
     signed_post,
     wait_for,

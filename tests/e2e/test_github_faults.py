@@ -13,10 +13,11 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from ghapp.local import free_port
 from ghapp.simulator.models import MintRecord, RequestRecord
 from tests.conftest import INSTALLATION_ID
 from tests.e2e.conftest import JOB_TIMEOUT, Stack
-from tests.support import failure_text, free_port, wait_for, wait_job
+from tests.support import failure_text, wait_for, wait_job
 
 TOKEN_PATH = f"/api/v3/app/installations/{INSTALLATION_ID}/access_tokens"
 CLOCK_OFFSET_KEY = "ghapp:clock-offset"
