@@ -23,6 +23,7 @@ DELIVERY_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 # Characters git refuses in ref names (see git-check-ref-format), plus control characters.
 BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock(/|$)|^/|/$|\.$)")
 HANDLED_INFO_EVENTS = ("installation", "installation_repositories")
+MAX_ID = 2**63  # ids are stored as Redis integers
 
 
 class DeliveryError(Exception):
@@ -124,7 +125,9 @@ def parse_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any], b
     mime = (content_type or "application/json").split(";")[0].strip().lower()
     if mime == "application/x-www-form-urlencoded":
         try:
-            fields = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=10)
+            fields = parse_qs(
+                body.decode("utf-8"), strict_parsing=True, max_num_fields=10, errors="strict"
+            )
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("form-encoded body could not be parsed") from None
         values = fields.get("payload")
@@ -138,12 +141,17 @@ def parse_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any], b
             f"unsupported content type {mime!r}: set the webhook's content type to application/json"
         )
     try:
-        payload = json.loads(text)
+        # GitHub sends UTF-8 JSON: no other encoding, no byte-order mark, no NaN or Infinity.
+        payload = json.loads(text.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
-        raise BadRequest("body is not valid JSON") from None
+        raise BadRequest("body is not valid JSON (UTF-8)") from None
     if not isinstance(payload, dict):
         raise BadRequest("payload is not a JSON object")
     return payload, text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _get(mapping: Any, *path: str) -> Any:
@@ -156,8 +164,19 @@ def _get(mapping: Any, *path: str) -> Any:
 
 def _positive_int(value: Any, what: str) -> int:
     # bool is an int in Python; GitHub never sends one for an id.
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_ID:
         raise BadRequest(f"{what} is missing or not a positive integer")
+    return value
+
+
+def _text(value: Any, what: str, limit: int) -> str:
+    """A string that is valid Unicode (JSON allows lone surrogates; Redis and git do not)."""
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise BadRequest(f"{what} is missing or not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode") from None
     return value
 
 
@@ -176,9 +195,9 @@ def branch_matches(branch: str, patterns: Iterable[str]) -> bool:
 def classify_push(
     payload: Mapping[str, Any], delivery: str, push_branches: Iterable[str] = ()
 ) -> PushJob | Ignored:
-    ref = payload.get("ref")
-    if not isinstance(ref, str) or not ref or len(ref) > 1024 or BAD_REF_RE.search(ref):
-        raise BadRequest("push payload has no valid 'ref'")
+    ref = _text(payload.get("ref"), "push payload 'ref'", 1024)
+    if BAD_REF_RE.search(ref):
+        raise BadRequest("push payload 'ref' is not a valid git ref name")
     after = payload.get("after")
     if not isinstance(after, str) or not SHA_RE.match(after):
         raise BadRequest("push payload 'after' is not a 40-character commit sha")
@@ -196,12 +215,12 @@ def classify_push(
     if not branch_matches(branch, push_branches):
         return Ignored(f"branch {branch} does not match PUSH_BRANCHES")
     repository_id = _positive_int(_get(payload, "repository", "id"), "repository.id")
-    full_name = _get(payload, "repository", "full_name")
-    if not isinstance(full_name, str) or full_name.count("/") != 1 or len(full_name) > 200:
-        raise BadRequest("repository.full_name is missing or not 'owner/name'")
-    clone_url = _get(payload, "repository", "clone_url")
-    if not isinstance(clone_url, str) or not clone_url.startswith(("https://", "http://")):
-        raise BadRequest("repository.clone_url is missing or not an http(s) URL")
+    full_name = _text(_get(payload, "repository", "full_name"), "repository.full_name", 200)
+    if full_name.count("/") != 1:
+        raise BadRequest("repository.full_name is not 'owner/name'")
+    clone_url = _text(_get(payload, "repository", "clone_url"), "repository.clone_url", 2048)
+    if not clone_url.startswith(("https://", "http://")):
+        raise BadRequest("repository.clone_url is not an http(s) URL")
     return PushJob(
         delivery=delivery,
         installation_id=installation_id,
@@ -218,16 +237,22 @@ def _names(items: Any) -> tuple[str, ...]:
     if not isinstance(items, list):
         return ()
     return tuple(
-        str(item["full_name"])
+        item["full_name"]
         for item in items
-        if isinstance(item, dict) and isinstance(item.get("full_name"), str)
+        if isinstance(item, dict) and _is_text(item.get("full_name"))
     )
 
 
+def _is_text(value: Any) -> bool:
+    try:
+        _text(value, "", 1024)
+    except BadRequest:
+        return False
+    return True
+
+
 def classify_installation(event: str, payload: Mapping[str, Any]) -> InstallationChange:
-    action = payload.get("action")
-    if not isinstance(action, str):
-        raise BadRequest(f"{event} payload has no 'action'")
+    action = _text(payload.get("action"), f"{event} payload 'action'", 100)
     account = _get(payload, "installation", "account", "login")
     if event == "installation":
         added, removed = _names(payload.get("repositories")), ()
@@ -237,7 +262,7 @@ def classify_installation(event: str, payload: Mapping[str, Any]) -> Installatio
     return InstallationChange(
         installation_id=installation_id_of(payload),
         action=action,
-        account=account if isinstance(account, str) else None,
+        account=account if _is_text(account) else None,
         repositories_added=added,
         repositories_removed=removed,
         drop_tokens=event == "installation" and action in ("deleted", "suspend"),

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from .accept import record_installation
-from .deliveries import Ignored, InstallationChange, PushJob, read_delivery
+from .deliveries import BadRequest, Ignored, InstallationChange, PushJob, read_delivery
 
 log = logging.getLogger("ghapp.web")
 blueprint = Blueprint("webhook", __name__)
@@ -17,6 +17,8 @@ blueprint = Blueprint("webhook", __name__)
 def webhook():  # noqa: ANN201
     settings = current_app.extensions["ghapp.settings"]
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if request.content_length is not None and len(body) != request.content_length:
+        raise BadRequest("body shorter than its Content-Length: the delivery was cut off")
     delivery = read_delivery(
         request.headers,
         body,

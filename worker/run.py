@@ -17,7 +17,9 @@ from rq.worker import HerokuWorker
 from ghapp.redis_connection import connect
 from ghapp.settings import Settings, check_private_key, private_key_file_warning
 
-from . import runtime
+# Imported here, before RQ forks a work horse per job, so each horse starts with the job's
+# modules (GitPython among them) already loaded instead of importing them again.
+from . import jobs, runtime  # noqa: F401
 from .redelivery import schedule_next
 from .workspace import remove_abandoned
 
