@@ -24,6 +24,7 @@ log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 PR_SET_PDEATHSIG = 1
+COMMAND_GROUP_FILE = "command.pgid"
 # A shell reports a child killed by SIGKILL or SIGTERM as 128 + the signal number.
 KILLED_STATUSES = (128 + signal.SIGKILL, 128 + signal.SIGTERM)
 # Settings the processing command must never see.
@@ -109,6 +110,8 @@ def run_command(
         start_new_session=True,  # its own process group, so a timeout stops all of it
         preexec_fn=_die_with_parent,
     )
+    # If this job's process is killed, a later job removes what is left of its group.
+    (event_path.parent / COMMAND_GROUP_FILE).write_text(str(process.pid))
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

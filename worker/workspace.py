@@ -1,7 +1,8 @@
 """A private directory per job (checkout and event file), and the removal of abandoned ones.
 
-Directory names carry the worker's pid, so a worker can tell, at start and between jobs, which
-leftovers belong to processes that no longer exist (a killed worker cannot clean up after itself).
+Directory names carry the job process's pid, so a worker can tell, at start and before each job,
+which leftovers belong to processes that no longer exist (a killed worker cannot clean up after
+itself); what still runs of such a job's processing command is stopped first.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .processing import COMMAND_GROUP_FILE
 
 log = logging.getLogger("ghapp.worker.workspace")
 PREFIX = "ghapp-job-"
@@ -38,6 +42,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stop_command(directory: Path) -> None:
+    """Kill what is left of a dead job's processing command (its own process group)."""
+    try:
+        pgid = int((directory / COMMAND_GROUP_FILE).read_text())
+        os.killpg(pgid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 def remove_abandoned(root: str | None = None) -> list[Path]:
     """Remove job directories whose process is gone; return what was removed."""
     base = Path(root or tempfile.gettempdir())
@@ -46,6 +59,7 @@ def remove_abandoned(root: str | None = None) -> list[Path]:
         pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
         if not pid_text.isdigit() or _alive(int(pid_text)) or not entry.is_dir():
             continue
+        _stop_command(entry)
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     if removed:
