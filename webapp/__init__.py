@@ -10,9 +10,8 @@ from ghapp.settings import Settings, environment, load_settings
 
 from .accept import PushQueue
 from .errors import register_error_handlers
-from .webhook import blueprint
-
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+from .health import blueprint
+from .webhook import MAX_BODY, WebhookEndpoint
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -24,12 +23,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     assert settings.redis_url is not None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.extensions["ghapp.settings"] = settings
     connection = connect(settings.redis_url, socket_timeout=2.0)
     app.extensions["ghapp.redis"] = connection
-    app.extensions["ghapp.pushes"] = PushQueue(
-        Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
-    )
     app.register_blueprint(blueprint)
     register_error_handlers(app)
+    pushes = PushQueue(
+        Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
+    )
+    app.wsgi_app = WebhookEndpoint(settings, connection, pushes, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -6,6 +6,7 @@ duplicate, and a delivery we failed to enqueue left no trace and is processed wh
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import Enum
@@ -23,14 +24,23 @@ from .deliveries import InstallationChange, PushJob
 # payload, note the branch's newest push, save the RQ job hash and push its id on the queue.
 ENQUEUE_SCRIPT = """
 -- KEYS: ledger, payload, latest push of the branch, job hash, queue list, set of queues
--- ARGV: job id, ledger ttl, payload, payload ttl, delivery, job hash field/value pairs...
+-- ARGV: job id, ledger ttl, payload, payload ttl, delivery, the job hash's text fields as a
+--       JSON object of strings, then its binary fields as name, value pairs
 if redis.call("EXISTS", KEYS[1]) == 1 then
     return 0
 end
 redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
 redis.call("SET", KEYS[2], ARGV[3], "EX", ARGV[4])
 redis.call("SET", KEYS[3], ARGV[5], "EX", ARGV[4])
-redis.call("HSET", KEYS[4], unpack(ARGV, 6))
+local fields = {}
+for name, value in pairs(cjson.decode(ARGV[6])) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+end
+for i = 7, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+end
+redis.call("HSET", KEYS[4], unpack(fields))
 redis.call("SADD", KEYS[6], KEYS[5])
 redis.call("RPUSH", KEYS[5], ARGV[1])
 return 1
@@ -59,10 +69,16 @@ class PushQueue:
             status=JobStatus.QUEUED,
         )
         job.enqueued_at = datetime.now(UTC)
-        fields: list[str | bytes | int] = []
+        # Few arguments make a cheap call: the text fields travel as one JSON object.
+        text: dict[str, str] = {}
+        binary: list[str | bytes] = []
         for name, value in job.to_dict().items():
-            if value is not None:
-                fields += [name, value.value if isinstance(value, Enum) else value]
+            if value is None or value == "":  # RQ reads a missing field as empty
+                continue
+            if isinstance(value, bytes):
+                binary += [name, value]
+            else:
+                text[name] = str(value.value if isinstance(value, Enum) else value)
         accepted = self.script(
             keys=[
                 keys.delivery(app, push.delivery),
@@ -72,7 +88,15 @@ class PushQueue:
                 self.queue.key,
                 self.queue.redis_queues_keys,
             ],
-            args=[job.id, keys.LEDGER_TTL, payload_json, keys.PAYLOAD_TTL, push.delivery, *fields],
+            args=[
+                job.id,
+                keys.LEDGER_TTL,
+                payload_json,
+                keys.PAYLOAD_TTL,
+                push.delivery,
+                json.dumps(text),
+                *binary,
+            ],
         )
         return job.id if accepted else None
 

@@ -1,43 +1,62 @@
-"""Every refusal the web process can give, as one-line JSON with the right status code."""
+"""Every refusal the web process can give, as one-line JSON with the right status code, decided
+in one place for the webhook endpoint and for Flask's own routes."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from .deliveries import DeliveryError
 
 log = logging.getLogger("ghapp.web")
 RETRY_AFTER_SECONDS = 10
+MESSAGES = {
+    413: "body larger than 25 MiB, GitHub's own limit for webhook payloads",
+    503: "the queue (Redis) is unreachable; GitHub can redeliver this later",
+    500: "internal error; the delivery was not accepted and can be redelivered",
+}
 
 
-def error(status: int, message: str):  # noqa: ANN201 - a Flask response tuple
-    return jsonify({"status": "error", "error": message}), status
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def json_answer(status: int, content: dict[str, object], **headers: str) -> Answer:
+    return Answer(status, json.dumps(content).encode(), list(headers.items()))
+
+
+def answer_for(exc: Exception) -> Answer:
+    """The HTTP answer to a request that raised ``exc``."""
+    if isinstance(exc, DeliveryError):
+        return refusal(exc.status, str(exc))
+    if isinstance(exc, redis.RedisError):
+        log.warning("Redis unavailable, answering 503: %s", type(exc).__name__)
+        return json_answer(
+            503,
+            {"status": "error", "error": MESSAGES[503]},
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        return refusal(code, MESSAGES.get(code, exc.description or exc.name))
+    log.error("unexpected error handling a request", exc_info=exc)
+    return refusal(500, MESSAGES[500])
+
+
+def refusal(status: int, message: str) -> Answer:
+    return json_answer(status, {"status": "error", "error": message})
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(DeliveryError)
-    def refused(exc: DeliveryError):  # noqa: ANN202
-        return error(exc.status, str(exc))
-
-    @app.errorhandler(redis.RedisError)
-    def redis_down(exc: redis.RedisError):  # noqa: ANN202
-        log.warning("Redis unavailable, answering 503: %s", type(exc).__name__)
-        response, status = error(
-            503, "the queue (Redis) is unreachable; GitHub can redeliver this later"
-        )
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response, status
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # noqa: ANN202
-        messages = {413: "body larger than 25 MiB, GitHub's own limit for webhook payloads"}
-        return error(exc.code or 500, messages.get(exc.code or 0, exc.description or exc.name))
-
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # noqa: ANN202
-        log.exception("unexpected error handling a request")
-        return error(500, "internal error; the delivery was not accepted and can be redelivered")
+    def any_error(exc: Exception) -> Response:
+        answer = answer_for(exc)
+        return Response(answer.body, answer.status, answer.headers, content_type="application/json")

@@ -42,5 +42,5 @@ def test_a_request_in_flight_when_sigterm_arrives_is_answered(
         while chunk := sock.recv(65536):
             answer += chunk
     status_line = answer.split(b"\r\n", 1)[0]
-    assert status_line.endswith(b"202 ACCEPTED"), answer[:500]
+    assert status_line.split()[1] == b"202", answer[:500]
     assert own_stack.web.popen.wait(30) == 0

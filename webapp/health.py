@@ -1,0 +1,13 @@
+"""``GET /healthz``: 200 when Redis answers, 503 otherwise (for load balancers and platforms)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz():  # noqa: ANN201
+    current_app.extensions["ghapp.redis"].ping()  # RedisError → 503 by the error handler
+    return jsonify({"status": "ok"})
