@@ -50,6 +50,7 @@ SECRET = "bench-secret"
 APP_ID = "1"
 INSTALLATION = 1
 BACKLOG = 50_000
+SECTIONS = ("acknowledge", "backlog", "processed", "checkout")
 
 
 # ---------------------------------------------------------------- figures and the report
@@ -273,7 +274,8 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
                         for key in ("rps", "p50_ms", "p99_ms"):
                             slot.setdefault(key, Figure()).values.append(result[key])
             workers = children_of(server.pid)
-            peaks[name] = max(peak_rss_mib(pid) for pid in workers) if workers else 0.0
+            peak = max(peak_rss_mib(pid) for pid in workers) if workers else 0.0
+            peaks[f"web worker ({name})"] = peak
     rows = []
     for payload in payloads:
         for connections in (16, 64):
@@ -623,7 +625,8 @@ def _token(bench: Bench, repository_id: int) -> str:
 
 
 def versions() -> str:
-    import flask
+    from importlib.metadata import version
+
     import gunicorn
     import rq
 
@@ -637,7 +640,7 @@ def versions() -> str:
     ).stdout.split()
     server_version = next((w for w in server if w.startswith("v=")), "v=?")[2:]
     return (
-        f"Python {platform.python_version()}, Flask {flask.__version__}, gunicorn "
+        f"Python {platform.python_version()}, Flask {version('flask')}, gunicorn "
         f"{gunicorn.__version__}, RQ {rq.__version__}, redis-server {server_version} (embedded), "
         f"{git}, {wrk_version.split(' [')[0]}"
     )
@@ -648,6 +651,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run only these sections (for investigating; RESULTS.md wants them all)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -668,17 +678,18 @@ def main() -> int:
         sizes = ", ".join(f"{k}: {v.stat().st_size:,} bytes" for k, v in payloads.items())
         report.add(f"Payloads: {sizes}.")
         report.add()
-        ack = acknowledge(bench, payloads, report)
-        backlog(bench, payloads, report)
-        worker_peaks = push_to_processed(bench, report)
-        checkout_cost(bench, report)
+        peaks: dict[str, float] = {}
+        if "acknowledge" in args.only:
+            peaks.update(acknowledge(bench, payloads, report)["peaks"])
+        if "backlog" in args.only:
+            backlog(bench, payloads, report)
+        if "processed" in args.only:
+            peaks.update(push_to_processed(bench, report))
+        if "checkout" in args.only:
+            checkout_cost(bench, report)
         report.add("## 5. Peak memory (VmHWM)")
         report.add()
-        report.table(
-            ["process", "peak RSS"],
-            [[f"web worker ({name})", f"{mib:.0f} MiB"] for name, mib in ack["peaks"].items()]
-            + [[name, f"{mib:.0f} MiB"] for name, mib in worker_peaks.items()],
-        )
+        report.table(["process", "peak RSS"], [[k, f"{v:.0f} MiB"] for k, v in peaks.items()])
     finally:
         bench.close()
         shutil.rmtree(home, ignore_errors=True)
