@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ghapp.logs import configure_logging
 from ghapp.settings import ConfigError, environment, load_settings
 
 _env = environment()
@@ -27,3 +28,4 @@ def on_starting(server: object) -> None:
     except ConfigError as exc:
         print(f"ghapp web: {exc}", file=sys.stderr)
         os._exit(2)
+    configure_logging(_env.get("LOG_LEVEL"))

@@ -95,7 +95,7 @@ class WebhookEndpoint:
         outcome = delivery.outcome
         extra = {"delivery": delivery.delivery, "event": delivery.event}
         if isinstance(outcome, Ignored):
-            log.info("ignored delivery %s: %s", delivery.delivery, outcome.reason, extra=extra)
+            log.info("ignored: %s", outcome.reason, extra=extra)
             return json_answer(
                 200, {"status": "ignored", "reason": outcome.reason, "delivery": delivery.delivery}
             )
@@ -109,9 +109,9 @@ class WebhookEndpoint:
             outcome, delivery.payload_json, app=settings.app_id or target or "-"
         )
         if job_id is None:
-            log.info("duplicate delivery %s", delivery.delivery, extra=extra)
+            log.info("duplicate: already accepted", extra=extra)
             return json_answer(200, {"status": "duplicate", "delivery": delivery.delivery})
-        log.info("enqueued job %s for %s %s", job_id, outcome.repository, outcome.sha, extra=extra)
+        log.info("queued job %s for %s at %s", job_id, outcome.repository, outcome.sha, extra=extra)
         return json_answer(
             202, {"status": "queued", "delivery": delivery.delivery, "job_id": job_id}
         )

@@ -72,16 +72,16 @@ def process_push(
         return _reschedule(job, exc, identity)
     except Permanent as exc:
         job.retries_left = 0  # trying again would fail the same way
-        log.error("delivery %s failed: %s", delivery, exc)
+        log.error("failed for good: %s", exc)
         raise
     if payload_key:
         connection.delete(payload_key)
     if newer:
-        log.info("delivery %s superseded by the newer push of delivery %s", delivery, newer)
+        log.info("superseded by the newer push of delivery %s", newer)
         return {"status": "superseded", "by_delivery": newer, **identity}
     total = time.monotonic() - started
     result["seconds"]["total"] = round(total, 4)
-    log.info("delivery %s: processed %s at %s in %.2fs", delivery, repository, sha, total)
+    log.info("processed %s at %s in %.2fs", repository, sha, total)
     return {"status": "processed", **result, **identity}
 
 
@@ -109,7 +109,7 @@ def _process(
 
     with workspace() as root:
         checkout = root / "checkout"
-        log.info("delivery %(delivery)s: checking out %(repository)s at %(sha)s", identity)
+        log.info("checking out %(repository)s at %(sha)s", identity)
         fetch_started = time.monotonic()
         fetch_with_retries(
             checkout,
