@@ -322,6 +322,83 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
     return {"figures": figures, "peaks": peaks}
 
 
+PROFILE_OWNERS = (
+    ("/gunicorn/", "gunicorn: HTTP parsing and sockets"),
+    ("/redis/", "redis-py: sending the script, reading the answer"),
+    ("/rq/", "RQ: building the job"),
+    ("/logging/", "logging"),
+    ("/json/", "json"),
+    ("/werkzeug/", "werkzeug: request headers"),
+    ("/webapp/", "ghapp: deciding (signature, classification)"),
+    ("hmac", "HMAC"),
+)
+
+
+def profile_web(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
+    """Where a web worker's CPU goes under load, sampled with py-spy."""
+    if not shutil.which("py-spy"):
+        report.add("(py-spy not installed: no profile of the web process)")
+        report.add()
+        return
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhook"
+    raw = bench.home / "web-profile.txt"
+    bench.redis.flushdb()
+    with serve_ghapp(bench, port) as server:
+        wait_until(lambda: ready(url), 30, "ghapp to answer")
+        worker = children_of(server.pid)[0]
+        load = subprocess.Popen(
+            [
+                "wrk",
+                "-t2",
+                "-c16",
+                f"-d{bench.seconds + 2}s",
+                "-s",
+                str(HERE / "post.lua"),
+                url,
+                "--",
+                str(payloads["8 KB"]),
+                signature_for(payloads["8 KB"].read_bytes(), SECRET.encode()),
+                "push",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(1)
+        subprocess.run(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(worker),
+                "--duration",
+                str(bench.seconds),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+            ],
+            capture_output=True,
+            check=True,
+        )
+        load.wait()
+    shares: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        owner = next((name for key, name in PROFILE_OWNERS if key in leaf), "other")
+        shares[owner] = shares.get(owner, 0) + int(count)
+        total += int(count)
+    report.add("### Where a web worker's CPU goes (py-spy, 8 KB push, concurrency 16)")
+    report.add()
+    report.table(
+        ["where (innermost frame)", "share of samples"],
+        [[name, f"{n / total:.0%}"] for name, n in sorted(shares.items(), key=lambda x: -x[1])],
+    )
+
+
 def backlog(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
     body = payloads["8 KB"].read_bytes()
     pushes = PushQueue(Queue("ghapp", connection=bench.redis), job_timeout=600)
@@ -681,6 +758,7 @@ def main() -> int:
         peaks: dict[str, float] = {}
         if "acknowledge" in args.only:
             peaks.update(acknowledge(bench, payloads, report)["peaks"])
+            profile_web(bench, payloads, report)
         if "backlog" in args.only:
             backlog(bench, payloads, report)
         if "processed" in args.only:

@@ -9,8 +9,10 @@ PUSH_JOB = "worker.jobs.process_push"
 # to kill the processing command and remove the checkout.
 CLEANUP_SECONDS = 10
 # Transient failures (GitHub or git unreachable, a worker killed mid-job) are tried again after
-# these many seconds; permanent ones fail at once (the job sets its retries left to zero).
-RETRY_INTERVALS = (10, 60, 300)
+# these many seconds; permanent ones fail at once (the job sets its retries left to zero). The
+# first retry is immediate: it must not wait for RQ's scheduler, whose lock a killed worker may
+# hold for a minute.
+RETRY_INTERVALS = (0, 60, 300)
 
 
 def retry_policy() -> Retry:

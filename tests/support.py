@@ -163,3 +163,12 @@ def wait_job(connection: redis.Redis, job_id: str, timeout: float = 30) -> Job:
 def failure_text(job: Job) -> str:
     result = job.latest_result()
     return str(result.exc_string if result else "")
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

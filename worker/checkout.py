@@ -129,7 +129,7 @@ def run_limited(
     finally:
         done.set()
         watcher.join()
-    if over.is_set():
+    if over.is_set() or directory_size(path) > max_bytes:  # also what grew between checks
         raise CheckoutRefused(
             f"{what} grew past {max_bytes // (1024 * 1024)} MiB: raise CHECKOUT_MAX_MB if the "
             "repository is that large"

@@ -25,6 +25,9 @@ log = logging.getLogger("ghapp.worker.processing")
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 PR_SET_PDEATHSIG = 1
 COMMAND_GROUP_FILE = "command.pgid"
+# The command runs under a shell that, told by the kernel that the job's process died
+# (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
+GUARD = 'trap "kill -KILL 0" TERM; sh -c "$1" & wait $!'
 # A shell reports a child killed by SIGKILL or SIGTERM as 128 + the signal number.
 KILLED_STATUSES = (128 + signal.SIGKILL, 128 + signal.SIGTERM)
 # Settings the processing command must never see.
@@ -100,8 +103,7 @@ def run_command(
     """Run ``command`` in the checkout; return its exit status and output, or raise on failure."""
     event_path.write_text(json.dumps(context.payload))
     process = subprocess.Popen(
-        command,
-        shell=True,
+        ["sh", "-c", GUARD, "ghapp-command", command],
         cwd=context.path,
         env=command_environment(os.environ, context, event_path),
         stdin=subprocess.DEVNULL,
@@ -149,9 +151,14 @@ _PRCTL = _prctl()
 
 
 def _die_with_parent() -> None:
-    """In the command's process, before exec: be killed if the job's process dies."""
+    """In the command's guard shell, before exec: be told (SIGTERM) if the job's process dies.
+
+    RQ's work horse ignores SIGTERM and SIGINT, and a shell cannot trap a signal ignored on
+    entry: both go back to their defaults first (the command should see them as usual too)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -28,6 +28,9 @@ log = logging.getLogger("ghapp.worker")
 JOB_MONITORING_INTERVAL = 5  # seconds between heartbeats of a running job
 HEARTBEAT_GRACE = 10  # a job's heartbeat expires this long after it was due
 MAINTENANCE_INTERVAL = 10  # how often a live worker looks for abandoned jobs
+# An idle worker waits for work WORKER_TTL - 15 s at a time and looks after maintenance only in
+# between: RQ's default (420) would leave an abandoned job unnoticed for minutes.
+WORKER_TTL = 30
 
 
 class GhappWorker(HerokuWorker):
@@ -41,6 +44,13 @@ class GhappWorker(HerokuWorker):
         return interval + HEARTBEAT_GRACE
 
 
+def horse_killed(job: Job, pid: int, status: int, rusage: object) -> None:
+    """The job's process was killed (the OOM killer, a kill -9): stop what is left of its
+    processing command and remove its directory now rather than at the next job."""
+    log.warning("the process running job %s was killed (status %s)", job.id, status)
+    remove_abandoned()
+
+
 def build_worker(settings: Settings) -> GhappWorker:
     assert settings.redis_url
     connection = connect(settings.redis_url)
@@ -50,6 +60,8 @@ def build_worker(settings: Settings) -> GhappWorker:
         connection=connection,
         job_monitoring_interval=JOB_MONITORING_INTERVAL,
         maintenance_interval=MAINTENANCE_INTERVAL,
+        worker_ttl=WORKER_TTL,
+        work_horse_killed_handler=horse_killed,
     )
     worker.imminent_shutdown_delay = settings.shutdown_grace
     return worker

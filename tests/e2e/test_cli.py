@@ -15,7 +15,7 @@ import requests
 from ghapp.local import free_port
 from ghapp.simulator import GitHubSimulator
 from tests.conftest import APP_ID, INSTALLATION_ID
-from tests.support import Process, child_env, ghapp, signed_post, wait_for
+from tests.support import Process, child_env, ghapp, running, signed_post, wait_for
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
@@ -97,13 +97,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
     simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
 ):
@@ -152,7 +145,7 @@ def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
         code = serve.popen.wait(60)
         serve.stop()
     assert code == 0, serve.output()[-3000:]
-    assert not [pid for pid in family if alive(pid)], "ghapp serve left processes behind"
+    assert not [pid for pid in family if running(pid)], "ghapp serve left processes behind"
 
 
 def test_demo_processes_a_push_end_to_end(tmp_path: Path):

@@ -12,7 +12,7 @@ from rq.job import Job
 
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.e2e.conftest import JOB_TIMEOUT, Stack
-from tests.support import failure_text, wait_job
+from tests.support import failure_text, running, wait_job
 
 
 def send_push(stack: Stack, repo_name: str, sha: str, before: str | None = None) -> tuple[str, Job]:
@@ -151,15 +151,6 @@ def test_a_job_past_job_timeout_is_stopped_and_failed(stack: Stack, fresh_repo_n
     pid = int(open(pid_file).read())
     os.unlink(pid_file)
     assert not running(pid), "the command's background process outlived the job"
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stack, fresh_repo_name):
