@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from ghapp.embedded_redis import EmbeddedRedisError
 from ghapp.logs import configure_logging
 from ghapp.settings import (
     ConfigError,
@@ -70,7 +71,12 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.require_web()
-    body = Path(args.file).read_bytes()
+    try:
+        body = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {args.file} ({exc.strerror}): give a payload file"
+        ) from None
     url = args.url or f"http://127.0.0.1:{settings.port}/webhook"
     headers = {
         "Content-Type": "application/json",
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
+    except (ConfigError, EmbeddedRedisError) as exc:
         print(f"ghapp {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

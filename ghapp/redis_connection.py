@@ -20,3 +20,13 @@ def connect(url: str, *, socket_timeout: float = 5.0) -> redis.Redis:
     if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
         options["ssl_cert_reqs"] = None
     return redis.Redis.from_url(url, **options)
+
+
+def describe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

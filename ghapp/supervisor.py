@@ -24,7 +24,7 @@ from ghapp.settings import Settings
 log = logging.getLogger("ghapp.serve")
 GRACE_SECONDS = 30  # as on Heroku: SIGTERM, then SIGKILL 30 s later
 RESTART_DELAY = 1.0
-STARTUP_SECONDS = 5.0  # a child that dies sooner than this is misconfigured: do not loop
+STARTUP_SECONDS = 5.0  # a child that exits sooner than this by itself is misconfigured
 
 
 def _die_with_parent() -> None:
@@ -129,7 +129,10 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
             for child in running:
                 if not child.alive():
                     assert child.process is not None
-                    if time.monotonic() - child.started_at < STARTUP_SECONDS:
+                    returncode = child.process.returncode
+                    # Exiting by itself right after start means misconfigured: do not loop.
+                    # Killed by a signal (the OOM killer, kill -9), it is started again.
+                    if returncode >= 0 and time.monotonic() - child.started_at < STARTUP_SECONDS:
                         raise ChildFailed(
                             f"{child.name} exited at start with status "
                             f"{child.process.returncode}: see its message above"

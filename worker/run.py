@@ -9,13 +9,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
+import redis
 from rq import Queue
 from rq.job import Job
 from rq.worker import HerokuWorker
 
-from ghapp.redis_connection import connect
-from ghapp.settings import Settings, check_private_key, private_key_file_warning
+from ghapp.redis_connection import connect, describe
+from ghapp.settings import ConfigError, Settings, check_private_key, private_key_file_warning
 
 # Imported here, before RQ forks a work horse per job, so each horse starts with the job's
 # modules (GitPython among them) already loaded instead of importing them again.
@@ -31,6 +33,7 @@ MAINTENANCE_INTERVAL = 10  # how often a live worker looks for abandoned jobs
 # An idle worker waits for work WORKER_TTL - 15 s at a time and looks after maintenance only in
 # between: RQ's default (420) would leave an abandoned job unnoticed for minutes.
 WORKER_TTL = 30
+REDIS_WAIT = 60  # seconds a starting worker waits for Redis before giving up
 
 
 class GhappWorker(HerokuWorker):
@@ -67,16 +70,34 @@ def build_worker(settings: Settings) -> GhappWorker:
     return worker
 
 
+def wait_for_redis(connection: redis.Redis, url: str, timeout: float = REDIS_WAIT) -> None:
+    """Wait for Redis to answer (it may start after the worker); ConfigError if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection.ping()
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"Redis at {describe(url)} did not answer for {timeout:.0f} s "
+                    f"({type(exc).__name__}): check REDIS_URL and that Redis is running"
+                ) from None
+            log.warning("Redis is not answering (%s); trying again", type(exc).__name__)
+            time.sleep(2)
+
+
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     settings.require_redis()
     settings.require_worker()
-    assert settings.private_key
+    assert settings.private_key and settings.redis_url
     check_private_key(settings.private_key)
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         log.warning(warning)
     runtime.configure(settings)
     remove_abandoned()
+    wait_for_redis(connect(settings.redis_url), settings.redis_url)
     worker = build_worker(settings)
     schedule_next(worker.queues[0], settings.redelivery_interval)
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

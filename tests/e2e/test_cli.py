@@ -97,6 +97,21 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def worker_pids(serve_pid: int) -> list[int]:
+    """The worker processes that ``ghapp serve`` started (its direct children running one)."""
+    found = []
+    for pid in descendants(serve_pid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == serve_pid and cmdline.endswith(b"ghapp\x00worker\x00") and running(pid):
+            found.append(pid)
+    return found
+
+
 def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
     simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
 ):
@@ -138,6 +153,11 @@ def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
         )
         wait_for(lambda: "processed" in serve.output(), 30, "the job to be processed")
         assert (tmp_path / ".ghapp" / "redis").is_dir()
+        # A worker that dies is started again.
+        workers = worker_pids(serve.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(lambda: len(set(worker_pids(serve.pid)) - {workers[0]}) == 2, 30, "a new worker")
         family = descendants(serve.pid)
         assert len(family) >= 4  # redis, gunicorn, two workers (and their own children)
     finally:

@@ -82,12 +82,10 @@ def test_the_pushed_commit_is_processed_even_after_the_branch_moved_on(
         "bytes": len("hello\n") + len("pushed\n"),
     }
     assert result["processor"] == {"head": pushed}
-    # One delivery can be followed through the logs, from the web process to the worker.
-    web_lines = [line for line in stack.web.output().splitlines() if delivery in line]
+    # One delivery can be followed through the worker's logs by its id.
     worker_lines = [
         line for w in stack.workers for line in w.output().splitlines() if delivery in line
     ]
-    assert any("queued job" in line for line in web_lines)
     assert any("checking out" in line for line in worker_lines)
     assert any("processed" in line for line in worker_lines)
 

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from rq import Worker
 
 from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.simulator import GitHubSimulator
 from tests.e2e.conftest import start_stack
-from tests.support import wait_for, wait_job
+from tests.support import Process, child_env, ghapp, wait_for, wait_job
 
 
 @pytest.fixture()
@@ -72,3 +74,30 @@ def test_web_and_workers_ride_out_a_redis_outage_without_restart(
         assert len(stack.record(delivery)) == 1
     finally:
         stack.stop()
+
+
+def test_a_worker_started_before_redis_waits_for_it(
+    tmp_path: Path, app_key: tuple[bytes, bytes], simulator: GitHubSimulator
+):
+    sockets = tmp_path / "sock"
+    sockets.mkdir(mode=0o700)
+    server = EmbeddedRedis(tmp_path / "data", socket_dir=sockets)
+    env = child_env(
+        {
+            "GITHUB_APP_ID": "1",
+            "GITHUB_PRIVATE_KEY": app_key[0].decode(),
+            "REDIS_URL": f"unix://{sockets / 'redis.sock'}",
+            "GITHUB_API_URL": simulator.api_url,
+        }
+    )
+    worker = Process("worker-early", ghapp(["worker"]), env, tmp_path, tmp_path)
+    try:
+        wait_for(lambda: "Redis is not answering" in worker.output(), 20, "the worker to wait")
+        assert worker.alive()
+        server.start()
+        client = redis.Redis(unix_socket_path=str(sockets / "redis.sock"))
+        wait_for(lambda: Worker.all(connection=client), 20, "the worker to register")
+        assert "Traceback" not in worker.output()
+    finally:
+        worker.stop()
+        server.stop()

@@ -70,7 +70,10 @@ def test_ping_unhandled_events_deletions_tags_and_other_branches_are_ignored(
     assert_ignored(
         stack.post({"zen": "Keep it logically awesome.", "hook_id": 1}, event="ping"), "ping"
     )
-    assert_ignored(stack.post({"action": "opened"}, event="issues"), "issues")
+    delivery = str(uuid.uuid4())
+    assert_ignored(stack.post({"action": "opened"}, event="issues", delivery=delivery), "issues")
+    # What the web process decided about a delivery is in its log, under the delivery's id.
+    assert any(delivery in line and "ignored" in line for line in stack.web.output().splitlines())
 
     payload = push_payload(stack, fresh_repo_name)
     deletion = dict(payload, after=ZERO, deleted=True)
