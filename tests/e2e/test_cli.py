@@ -29,6 +29,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60)
     [
         (["web"], {"REDIS_URL": "redis://127.0.0.1:1"}, "GITHUB_WEBHOOK_SECRET"),
         (["web"], {"GITHUB_WEBHOOK_SECRET": "s"}, "REDIS_URL"),
+        (["worker"], {"GITHUB_APP_ID": "1"}, "REDIS_URL"),
         (["worker"], {"REDIS_URL": "redis://127.0.0.1:1"}, "GITHUB_APP_ID"),
         (
             ["worker"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -185,3 +186,25 @@ def test_a_private_key_file_readable_only_by_its_owner_does_not_warn(mode: int, 
     key_file.write_text("k")
     key_file.chmod(mode)
     assert private_key_file_warning(str(key_file)) is None
+
+
+def test_a_clone_url_off_github_gets_no_token_and_fails_the_job_at_once(
+    stack: Stack, fresh_repo_name: str
+):
+    repo = stack.repository(fresh_repo_name)
+    payload = stack.simulator.push_payload(
+        repo.full_name, before=None, after=stack.simulator.branch_tip(repo.full_name)
+    )
+    with socket.socket() as elsewhere:  # a server on another port than GITHUB_URL's
+        elsewhere.bind(("127.0.0.1", 0))
+        elsewhere.listen()
+        elsewhere.settimeout(0.5)
+        port = elsewhere.getsockname()[1]
+        payload["repository"]["clone_url"] = f"http://127.0.0.1:{port}/{repo.full_name}.git"
+        answer = stack.post(payload)
+        assert answer.status_code == 202
+        job = wait_job(stack.redis, answer.json()["job_id"])
+        assert job.get_status() == "failed" and job.retries_left == 0
+        assert "is not on GITHUB_URL" in failure_text(job)
+        with pytest.raises(TimeoutError):
+            elsewhere.accept()  # nobody ever connected there
