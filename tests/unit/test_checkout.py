@@ -163,3 +163,35 @@ def test_git_sends_the_header_to_githubs_repositories_only(tmp_path: Path) -> No
     assert header_for("https://evil.example/o/r.git") == ""
     assert header_for("http://github.com/o/r.git") == ""
     assert header_for("https://github.com:8443/o/r.git") == ""
+
+
+def test_a_git_process_past_its_time_is_killed_and_refused(tmp_path) -> None:
+    """CHECKOUT_TIMEOUT: a process that runs too long is stopped, and the job fails for good."""
+    import subprocess
+    import time
+
+    from worker.checkout import CheckoutRefused, run_limited
+    from worker.failures import Permanent
+
+    slow = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    with pytest.raises(CheckoutRefused, match="CHECKOUT_TIMEOUT") as info:
+        run_limited(slow, tmp_path, max_bytes=10**9, timeout=0.5, what="git fetch")
+    assert time.monotonic() - started < 5
+    assert slow.poll() is not None  # killed, not left running
+    assert isinstance(info.value, Permanent)
+
+
+def test_a_directory_grown_past_the_limit_is_refused_even_when_git_was_quick(tmp_path) -> None:
+    """CHECKOUT_MAX_MB: checked while git runs and once more when it is done."""
+    import subprocess
+
+    from worker.checkout import CheckoutRefused, run_limited
+
+    quick = subprocess.Popen(
+        ["sh", "-c", f"head -c 3000000 /dev/zero > {tmp_path}/big"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with pytest.raises(CheckoutRefused, match="CHECKOUT_MAX_MB"):
+        run_limited(quick, tmp_path, max_bytes=1024 * 1024, timeout=10, what="git checkout")
