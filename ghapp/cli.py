@@ -44,8 +44,9 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.run import run_worker
 
-    configure_logging()
-    run_worker(_settings(), burst=args.burst)
+    settings = _settings()
+    configure_logging(settings.log_level)
+    run_worker(settings, burst=args.burst)
     return 0
 
 
@@ -57,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require_worker()
     assert settings.private_key
     check_private_key(settings.private_key)
-    configure_logging()
+    configure_logging(settings.log_level)
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         logging.getLogger("ghapp.serve").warning(warning)

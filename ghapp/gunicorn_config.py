@@ -8,24 +8,27 @@ import sys
 from ghapp.logs import configure_logging
 from ghapp.settings import ConfigError, environment, load_settings
 
-_env = environment()
-bind = f"{_env.get('HOST', '0.0.0.0')}:{_env.get('PORT', '3000')}"
-workers = int(_env.get("WEB_CONCURRENCY", "2"))
+try:
+    _settings = load_settings(environment())
+except ConfigError as exc:
+    print(f"ghapp web: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.web_concurrency
 # GitHub gives a webhook 10 s; a request that needs longer is stuck, not slow.
 timeout = 30
 graceful_timeout = 25  # within Heroku's 30 s between SIGTERM and SIGKILL
 keepalive = 5
-accesslog = _env.get("GHAPP_ACCESS_LOG") or None
 errorlog = "-"
 
 
 def on_starting(server: object) -> None:
     """Refuse to start, in one line, without the settings the web process needs."""
     try:
-        settings = load_settings(_env)
-        settings.require_web()
-        settings.require_redis()
+        _settings.require_web()
+        _settings.require_redis()
     except ConfigError as exc:
         print(f"ghapp web: {exc}", file=sys.stderr)
         os._exit(2)
-    configure_logging(_env.get("LOG_LEVEL"))
+    configure_logging(_settings.log_level)

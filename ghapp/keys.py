@@ -21,7 +21,7 @@ def payload(app: str, delivery_id: str) -> str:
 
 
 def latest_push(repository_id: int, ref: str) -> str:
-    """The delivery of the newest push accepted for one branch: older ones are superseded."""
+    """``"<pushed_at> <delivery>"`` of the newest push to one branch: older ones are superseded."""
     return f"{PREFIX}:latest:{repository_id}:{ref}"
 
 

@@ -4,7 +4,6 @@ every line says which delivery it is about (``-`` when none)."""
 from __future__ import annotations
 
 import logging
-import os
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [delivery %(delivery)s]: %(message)s"
 
@@ -21,10 +20,8 @@ class DeliveryContext(logging.Filter):
         return True
 
 
-def configure_logging(level: str | None = None) -> None:
-    logging.basicConfig(
-        level=(level or os.environ.get("LOG_LEVEL") or "INFO").upper(), format=FORMAT, force=True
-    )
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format=FORMAT, force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(DeliveryContext())
     # GitPython logs every git command line at DEBUG; keep its chatter out even when debugging.

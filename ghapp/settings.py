@@ -40,7 +40,10 @@ class Settings:
     api_url: str = DEFAULT_API_URL
     github_url: str = DEFAULT_GITHUB_URL
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    web_concurrency: int = 2
+    log_level: str = "INFO"
     process_command: str | None = None
     processor: str | None = None
     push_branches: tuple[str, ...] = ()
@@ -111,6 +114,28 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}={raw!r} is not an http(s) URL: set it to e.g. {default}")
     return raw.rstrip("/")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REDIS_URL", "").strip()
+    if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            "REDIS_URL is not a redis://, rediss:// or unix:// URL: "
+            "set it to e.g. redis://localhost:6379/0"
+        )
+    return raw or None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigError(
+            f"LOG_LEVEL={raw!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
+        )
+    return raw
 
 
 def _list(raw: str | None) -> tuple[str, ...]:
@@ -196,8 +221,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         webhook_secrets=tuple(s.encode() for s in _list(env.get("GITHUB_WEBHOOK_SECRET"))),
         api_url=_url(env, "GITHUB_API_URL", DEFAULT_API_URL),
         github_url=_url(env, "GITHUB_URL", DEFAULT_GITHUB_URL),
-        redis_url=env.get("REDIS_URL", "").strip() or None,
+        redis_url=_redis_url(env),
+        host=env.get("HOST", "").strip() or "0.0.0.0",
         port=_int(env, "PORT", DEFAULT_PORT),
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+        log_level=_log_level(env),
         process_command=env.get("PROCESS_COMMAND", "").strip() or None,
         processor=env.get("PROCESSOR", "").strip() or None,
         push_branches=_list(env.get("PUSH_BRANCHES")),

@@ -100,7 +100,10 @@ def stop_all(running: list[Child], grace: float = GRACE_SECONDS) -> None:
             child.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.0f s: killing it", child.name, grace)
-        child.signal(signal.SIGKILL)  # and anything it left in its process group
+        try:
+            os.killpg(child.process.pid, signal.SIGKILL)  # anything it left in its group
+        except ProcessLookupError:
+            pass
         child.process.wait()
 
 
@@ -120,7 +123,7 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
             child.start()
         log.info(
             "ghapp serving webhooks at http://%s:%s/webhook with %s worker(s); Ctrl-C stops",
-            env.get("HOST", "0.0.0.0"),
+            settings.host,
             settings.port,
             settings.workers,
         )

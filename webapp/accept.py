@@ -24,14 +24,19 @@ from .deliveries import InstallationChange, PushJob
 # payload, note the branch's newest push, save the RQ job hash and push its id on the queue.
 ENQUEUE_SCRIPT = """
 -- KEYS: ledger, payload, latest push of the branch, job hash, queue list, set of queues
--- ARGV: job id, ledger ttl, payload, payload ttl, delivery, the job hash's text fields as a
---       JSON object of strings, then its binary fields as name, value pairs
+-- ARGV: job id, ledger ttl, payload, payload ttl, "<pushed_at> <delivery>", the job hash's text
+--       fields as a JSON object of strings, then its binary fields as name, value pairs
 if redis.call("EXISTS", KEYS[1]) == 1 then
     return 0
 end
 redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
 redis.call("SET", KEYS[2], ARGV[3], "EX", ARGV[4])
-redis.call("SET", KEYS[3], ARGV[5], "EX", ARGV[4])
+-- The branch's newest push: a late redelivery of an older push must not take its place.
+local latest = redis.call("GET", KEYS[3])
+local pushed_at = tonumber(string.match(ARGV[5], "^%d+"))
+if not latest or pushed_at >= (tonumber(string.match(latest, "^%d+")) or 0) then
+    redis.call("SET", KEYS[3], ARGV[5], "EX", ARGV[4])
+end
 local fields = {}
 for name, value in pairs(cjson.decode(ARGV[6])) do
     fields[#fields + 1] = name
@@ -93,7 +98,7 @@ class PushQueue:
                 keys.LEDGER_TTL,
                 payload_json,
                 keys.PAYLOAD_TTL,
-                push.delivery,
+                f"{push.pushed_at} {push.delivery}",
                 json.dumps(text),
                 *binary,
             ],

@@ -1,7 +1,7 @@
 """What a webhook delivery means, decided without I/O: signature, body, event, job.
 
-The Flask view hands headers and raw bytes to ``read_delivery`` and maps its exceptions to
-status codes; everything here is plain data in, plain data out.
+The webhook handler hands headers and raw bytes to ``read_delivery`` and maps its exceptions
+to status codes; everything here is plain data in, plain data out.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class PushJob:
     ref: str
     before: str
     sha: str
+    pushed_at: int = 0  # when GitHub took the push (epoch seconds): orders pushes to a branch
 
     def as_kwargs(self) -> dict[str, Any]:
         return {
@@ -221,7 +222,9 @@ def classify_push(
     clone_url = _text(_get(payload, "repository", "clone_url"), "repository.clone_url", 2048)
     if not clone_url.startswith(("https://", "http://")):
         raise BadRequest("repository.clone_url is not an http(s) URL")
+    pushed_at = _get(payload, "repository", "pushed_at")
     return PushJob(
+        pushed_at=pushed_at if isinstance(pushed_at, int) and 0 < pushed_at < MAX_ID else 0,
         delivery=delivery,
         installation_id=installation_id,
         repository_id=repository_id,

@@ -15,6 +15,10 @@ from .deliveries import DeliveryError
 
 log = logging.getLogger("ghapp.web")
 RETRY_AFTER_SECONDS = 10
+REDIS_REFUSED = (
+    "the queue (Redis) refused to store the delivery (out of memory?); "
+    "GitHub can redeliver this later"
+)
 MESSAGES = {
     413: "body larger than 25 MiB, GitHub's own limit for webhook payloads",
     503: "the queue (Redis) is unreachable; GitHub can redeliver this later",
@@ -38,11 +42,11 @@ def answer_for(exc: Exception) -> Answer:
     if isinstance(exc, DeliveryError):
         return refusal(exc.status, str(exc))
     if isinstance(exc, redis.RedisError):
-        log.warning("Redis unavailable, answering 503: %s", type(exc).__name__)
+        log.warning("Redis failed, answering 503: %s: %s", type(exc).__name__, exc)
+        unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+        message = MESSAGES[503] if unreachable else REDIS_REFUSED
         return json_answer(
-            503,
-            {"status": "error", "error": MESSAGES[503]},
-            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            503, {"status": "error", "error": message}, **{"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
     if isinstance(exc, HTTPException):
         code = exc.code or 500

@@ -6,6 +6,7 @@ so the lock of a killed worker frees itself within ``LOCK_TTL`` seconds.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from redis.exceptions import LockError
 from ghapp import keys
 
 from .failures import Transient
+
+log = logging.getLogger("ghapp.worker.branch_lock")
 
 LOCK_TTL = 20
 EXTEND_EVERY = 5
@@ -28,7 +31,7 @@ def superseded_by(
     latest = connection.get(keys.latest_push(repository_id, ref))
     if latest is None:
         return None
-    latest_delivery = latest.decode()
+    latest_delivery = latest.decode().rpartition(" ")[2]  # "<pushed_at> <delivery>"
     return None if latest_delivery == delivery else latest_delivery
 
 
@@ -51,7 +54,12 @@ def branch_lock(
         while not stop.wait(EXTEND_EVERY):
             try:
                 lock.reacquire()
-            except (LockError, redis.RedisError):
+            except (LockError, redis.RedisError) as exc:
+                log.warning(
+                    "lost the lock of %s (%s): another job of the branch may start",
+                    ref,
+                    type(exc).__name__,
+                )
                 return
 
     keeper = threading.Thread(target=keep_alive, daemon=True, name="branch-lock")

@@ -21,9 +21,17 @@ import git
 from .failures import Permanent, Transient
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# Variables that would make git print traffic or ask for credentials: never passed to git.
-# (The GIT_CONFIG prefix also drops any GIT_CONFIG_COUNT/KEY/VALUE of the caller's own.)
-UNSAFE_GIT_ENV = ("GIT_TRACE", "GIT_CURL_VERBOSE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_CONFIG")
+# Variables that would make git print traffic, ask for credentials or trust another server:
+# never passed to the git that carries the token. (GIT_CONFIG also drops GIT_CONFIG_PARAMETERS
+# and any GIT_CONFIG_COUNT/KEY/VALUE of the caller's own; GIT_TRACE drops GIT_TRACE_REDACT.)
+UNSAFE_GIT_ENV = (
+    "GIT_TRACE",
+    "GIT_CURL_VERBOSE",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_SSL_NO_VERIFY",
+    "GIT_CONFIG",
+)
 HTTP_STATUS_RE = re.compile(r"returned error: (\d{3})|HTTP (\d{3})")
 SIZE_CHECK_SECONDS = 0.2
 # What git prints when the server answers 401 (it then wants a username it may not ask for).
@@ -32,6 +40,10 @@ AUTH_REFUSED = ("could not read Username", "terminal prompts disabled", "Authent
 
 class CheckoutRefused(Permanent):
     """The commit cannot be checked out as asked (wrong origin, too large, not found...)."""
+
+
+class CheckoutTimedOut(CheckoutRefused):
+    """git took longer than it was given."""
 
 
 class CheckoutFailed(Transient):
@@ -122,7 +134,7 @@ def run_limited(
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
-        raise CheckoutRefused(
+        raise CheckoutTimedOut(
             f"{what} took longer than {timeout:.0f} s: raise CHECKOUT_TIMEOUT if the repository "
             "is that large"
         ) from None
@@ -168,21 +180,31 @@ def fetch_commit(
     path.mkdir(mode=0o700, exist_ok=True)
     repo = git.Repo.init(path)
     try:
-        fetch = repo.git.fetch(
-            "--depth=1",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--quiet",
-            clone_url,
-            sha,
+        # Not through GitPython: it would start from this process's environment and add ours,
+        # letting a GIT_TRACE_CURL or GIT_CONFIG_PARAMETERS of the worker's reach the git that
+        # carries the token. This git gets exactly the environment built for it.
+        fetch = subprocess.Popen(
+            [
+                git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git",
+                "fetch",
+                "--depth=1",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--quiet",
+                clone_url,
+                sha,
+            ],
+            cwd=path,
             env=git_environment(token, github_url, os.environ),
-            as_process=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         stderr = run_limited(
-            fetch.proc, path, max_bytes=max_bytes, timeout=timeout, what="git fetch"
+            fetch, path, max_bytes=max_bytes, timeout=timeout, what="git fetch"
         ).decode("utf-8", "replace")
-        if fetch.proc.returncode != 0:
-            raise classify_git_failure(stderr.replace(token, "***"), fetch.proc.returncode)
+        if fetch.returncode != 0:
+            raise classify_git_failure(stderr.replace(token, "***"), fetch.returncode)
         checkout = repo.git.checkout("--detach", "--quiet", sha, as_process=True)
         remaining = max(1.0, deadline - time.monotonic())
         stderr = run_limited(

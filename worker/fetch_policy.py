@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .checkout import CheckoutFailed, fetch_commit
-from .failures import Permanent
+from .checkout import CheckoutFailed, CheckoutTimedOut, fetch_commit
+from .failures import Permanent, Transient
 from .tokens import Token
 
 log = logging.getLogger("ghapp.worker.fetch")
@@ -41,16 +41,22 @@ def fetch_with_retries(
     github_url: str,
     get_token: Callable[[bool], Token],
     timeout: float,
+    deadline: float,
     max_bytes: int,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Fetch ``sha`` into ``path``; ``get_token(True)`` must drop the cached token and mint."""
+    """Fetch ``sha`` into ``path``: each attempt within ``timeout`` (CHECKOUT_TIMEOUT), all of
+    them before ``deadline`` (``time.monotonic()``, the job's JOB_TIMEOUT).
+    ``get_token(True)`` must drop the cached token and mint a fresh one."""
     token = get_token(False)
     refreshed = False
     failures = 0
     while True:
         shutil.rmtree(path, ignore_errors=True)  # every attempt starts from nothing
+        left = deadline - time.monotonic()
+        if left < 1:
+            raise Transient("JOB_TIMEOUT ran out before the checkout was done; trying later")
         try:
             fetch_commit(
                 path,
@@ -58,10 +64,14 @@ def fetch_with_retries(
                 sha,
                 token=token.value,
                 github_url=github_url,
-                timeout=timeout,
+                timeout=min(timeout, left),
                 max_bytes=max_bytes,
             )
             return
+        except CheckoutTimedOut:
+            if left < timeout:  # cut short by the job's own time, not by CHECKOUT_TIMEOUT
+                raise Transient("JOB_TIMEOUT ran out during the checkout; trying later") from None
+            raise
         except CheckoutFailed as exc:
             if exc.status in (401, 403):
                 if token.minted_at is not None and clock() - token.minted_at < FRESH_TOKEN_GRACE:

@@ -52,7 +52,9 @@ def process_push(
             connection, repository_id, ref, delivery
         )
         if not newer:
-            with branch_lock(connection, repository_id, ref, wait=settings.job_timeout):
+            # Waiting for another job of the branch may take half the job's time at most.
+            wait = max(1, settings.job_timeout // 2)
+            with branch_lock(connection, repository_id, ref, wait=wait):
                 newer = settings.supersede_pushes and superseded_by(
                     connection, repository_id, ref, delivery
                 )
@@ -117,7 +119,8 @@ def _process(
             sha=identity["sha"],
             github_url=settings.github_url,
             get_token=get_token,
-            timeout=max(1.0, min(settings.checkout_timeout, deadline - time.monotonic())),
+            timeout=settings.checkout_timeout,
+            deadline=deadline,
             max_bytes=settings.checkout_max_bytes,
         )
         fetched = time.monotonic()

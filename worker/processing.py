@@ -25,6 +25,7 @@ log = logging.getLogger("ghapp.worker.processing")
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 PR_SET_PDEATHSIG = 1
 COMMAND_GROUP_FILE = "command.pgid"
+COMMAND_MARK = "ghapp-command"  # the guard shell's $0, to recognise it in /proc
 # The command runs under a shell that, told by the kernel that the job's process died
 # (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
 GUARD = 'trap "kill -KILL 0" TERM; sh -c "$1" & wait $!'
@@ -38,6 +39,17 @@ SECRET_ENV = (
     "TOKEN_CACHE_KEY",
     "REDIS_URL",
 )
+
+
+def _secret(name: str) -> bool:
+    """ghapp's own secrets, and any Redis URL (Heroku adds REDIS_TLS_URL, HEROKU_REDIS_*_URL:
+    they hold the password)."""
+    upper = name.upper()
+    return (
+        name in SECRET_ENV
+        or upper.startswith("GIT_CONFIG")
+        or ("REDIS" in upper and "URL" in upper)
+    )
 
 
 class ProcessingError(Permanent):
@@ -85,7 +97,7 @@ def _tail(data: bytes) -> str:
 def command_environment(
     base: Mapping[str, str], context: PushContext, event_path: Path
 ) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k not in SECRET_ENV and not k.startswith("GIT_CONFIG")}
+    env = {k: v for k, v in base.items() if not _secret(k)}
     env.update(
         GHAPP_REPOSITORY=context.repository,
         GHAPP_REF=context.ref,
@@ -103,7 +115,7 @@ def run_command(
     """Run ``command`` in the checkout; return its exit status and output, or raise on failure."""
     event_path.write_text(json.dumps(context.payload))
     process = subprocess.Popen(
-        ["sh", "-c", GUARD, "ghapp-command", command],
+        ["sh", "-c", GUARD, COMMAND_MARK, command],
         cwd=context.path,
         env=command_environment(os.environ, context, event_path),
         stdin=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import LockError
 from rq import Queue, get_current_job
 from rq.exceptions import DuplicateJobError
 
@@ -63,13 +64,18 @@ def failed_deliveries(items: Iterable[dict[str, Any]], since: float) -> list[dic
         by_guid.setdefault(str(item["guid"]), []).append(item)
     failed = []
     for attempts in by_guid.values():
-        if any(a.get("status") == "OK" for a in attempts):
+        if any(_succeeded(a) for a in attempts):
             continue
         first = min(attempts, key=delivered_at)
         if delivered_at(first) < since:
             continue
         failed.append(max(attempts, key=delivered_at))
     return sorted(failed, key=delivered_at)
+
+
+def _succeeded(attempt: dict[str, Any]) -> bool:
+    code = attempt.get("status_code")
+    return attempt.get("status") == "OK" or (isinstance(code, int) and 200 <= code < 300)
 
 
 def _pages(rt: runtime.Runtime, tokens: Any, since: float) -> Iterator[dict[str, Any]]:
@@ -106,7 +112,11 @@ def redeliver_failed() -> dict[str, Any]:
             if not connection.set(keys.redelivery_asked(guid), item["id"], nx=True, ex=ASKED_TTL):
                 continue
             path = f"/app/hook/deliveries/{item['id']}/attempts"
-            tokens.call_as_app(lambda bearer, p=path: rt.api.request("POST", p, bearer))
+            try:
+                tokens.call_as_app(lambda bearer, p=path: rt.api.request("POST", p, bearer))
+            except Exception:
+                connection.delete(keys.redelivery_asked(guid))  # not asked after all: next run
+                raise
             asked.append(guid)
             log.info("asked GitHub to redeliver %s (%s)", guid, item.get("event"))
         if items:
@@ -115,5 +125,8 @@ def redeliver_failed() -> dict[str, Any]:
             connection.set(keys.REDELIVERY_CURSOR, repr(started))
         return {"status": "done", "seen": len(items), "redelivered": asked}
     finally:
-        lock.release()
         schedule_next(queue, rt.settings.redelivery_interval)
+        try:
+            lock.release()
+        except LockError:
+            pass  # it expired during a long run: nothing to release

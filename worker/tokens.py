@@ -20,10 +20,11 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis.exceptions import LockError
 
 from ghapp import keys
 
-from .failures import RateLimited
+from .failures import RateLimited, Transient
 from .github_api import ClockSkew, GitHubAPI
 
 log = logging.getLogger("ghapp.worker.tokens")
@@ -31,7 +32,8 @@ log = logging.getLogger("ghapp.worker.tokens")
 JWT_BACKDATE = 60  # seconds: GitHub's advice against clock drift
 JWT_LIFETIME = 600  # GitHub's maximum
 REFRESH_MARGIN = 300  # a cached token is reused until 5 minutes before it expires
-LOCK_TIMEOUT = 60
+# Held while minting: longer than urllib3's retries plus a short rate-limit wait can take.
+LOCK_TIMEOUT = 120
 SHORT_WAIT = 10.0  # a rate limit this short is waited out in place; longer ones reschedule
 
 
@@ -145,7 +147,9 @@ class TokenSource:
             timeout=LOCK_TIMEOUT,
             blocking_timeout=LOCK_TIMEOUT,
         )
-        with lock:
+        if not lock.acquire():
+            raise Transient(f"another worker held the token lock for {LOCK_TIMEOUT} s")
+        try:
             cached = self._cached(key, scope)
             if cached:
                 return cached
@@ -172,6 +176,11 @@ class TokenSource:
                 answer["expires_at"],
             )
             return token
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                pass  # expired while minting: another worker may mint too, which is harmless
 
     def forget(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .processing import COMMAND_GROUP_FILE
+from .processing import COMMAND_GROUP_FILE, COMMAND_MARK
 
 log = logging.getLogger("ghapp.worker.workspace")
 PREFIX = "ghapp-job-"
@@ -43,11 +43,23 @@ def _alive(pid: int) -> bool:
 
 
 def _stop_command(directory: Path) -> None:
-    """Kill what is left of a dead job's processing command (its own process group)."""
+    """Kill what is left of a dead job's processing command (its own process group).
+
+    A group keeps its id while any member lives; the id can only have gone to a new group if a
+    process with that pid exists and leads it, so such a process must be our guard shell."""
     try:
         pgid = int((directory / COMMAND_GROUP_FILE).read_text())
-        os.killpg(pgid, signal.SIGKILL)
     except (OSError, ValueError):
+        return
+    try:
+        leader = Path(f"/proc/{pgid}/cmdline").read_bytes()
+    except OSError:
+        leader = None  # the guard is gone; its group, if any member lives, is still ours
+    if leader is not None and COMMAND_MARK.encode() not in leader:
+        return  # the id now belongs to someone else
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
         pass
 
 

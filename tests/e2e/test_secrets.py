@@ -208,3 +208,24 @@ def test_a_clone_url_off_github_gets_no_token_and_fails_the_job_at_once(
         assert "is not on GITHUB_URL" in failure_text(job)
         with pytest.raises(TimeoutError):
             elsewhere.accept()  # nobody ever connected there
+
+
+@pytest.mark.stack(
+    overrides={"GIT_TRACE_CURL": "1", "GIT_TRACE_REDACT": "0", "GIT_CURL_VERBOSE": "1"},
+    workers=1,
+)
+def test_git_tracing_in_the_worker_environment_does_not_reach_the_fetch(
+    own_stack: Stack, fresh_repo_name: str
+):
+    repo = own_stack.repository(fresh_repo_name)
+    payload = own_stack.simulator.push_payload(
+        repo.full_name, before=None, after=own_stack.simulator.branch_tip(repo.full_name)
+    )
+    answer = own_stack.post(payload)
+    assert answer.status_code == 202
+    assert wait_job(own_stack.redis, answer.json()["job_id"]).get_status() == "finished"
+    (mint,) = [m for m in own_stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
+    header = base64.b64encode(b"x-access-token:" + mint.token.encode())
+    logs = own_stack.logs().encode()
+    assert mint.token.encode() not in logs and header not in logs
+    assert b"Authorization" not in logs
