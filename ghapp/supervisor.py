@@ -6,7 +6,6 @@ own is started again; SIGINT or SIGTERM stops all of them, gracefully, then for 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -19,21 +18,13 @@ from pathlib import Path
 from typing import IO
 
 from ghapp.embedded_redis import EmbeddedRedis
+from ghapp.local import signal_on_parent_death
 from ghapp.settings import Settings
 
 log = logging.getLogger("ghapp.serve")
 GRACE_SECONDS = 30  # as on Heroku: SIGTERM, then SIGKILL 30 s later
 RESTART_DELAY = 1.0
 STARTUP_SECONDS = 5.0  # a child that exits sooner than this by itself is misconfigured
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the supervisor dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -53,7 +44,7 @@ class Child:
             stdout=self.output,
             stderr=subprocess.STDOUT if self.output else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.process.pid)

@@ -6,7 +6,6 @@ token or the App's secrets; its output is kept, bounded; its exit status decides
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import json
 import logging
@@ -18,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghapp.local import signal_on_parent_death
+
 from .failures import Permanent, Transient
 
 log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
-PR_SET_PDEATHSIG = 1
 COMMAND_GROUP_FILE = "command.pgid"
 COMMAND_MARK = "ghapp-command"  # the guard shell's $0, to recognise it in /proc
 # The command runs under a shell that, told by the kernel that the job's process died
@@ -122,7 +122,7 @@ def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so a timeout stops all of it
-        preexec_fn=_die_with_parent,
+        preexec_fn=signal_on_parent_death(signal.SIGTERM),
     )
     # If this job's process is killed, a later job removes what is left of its group.
     (event_path.parent / COMMAND_GROUP_FILE).write_text(str(process.pid))
@@ -149,28 +149,6 @@ def run_command(
             f"{result['output']}"
         )
     return result
-
-
-def _prctl() -> Any:
-    """libc's prctl, looked up before any fork (the child must not load libraries)."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()
-
-
-def _die_with_parent() -> None:
-    """In the command's guard shell, before exec: be told (SIGTERM) if the job's process dies.
-
-    RQ's work horse ignores SIGTERM and SIGINT, and a shell cannot trap a signal ignored on
-    entry: both go back to their defaults first (the command should see them as usual too)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -42,12 +42,9 @@ def get_delivery(
     request: Request, delivery_id: int, registry: Registry, verifier: AppJwtVerifier
 ) -> Response:
     """``GET /app/hook/deliveries/{id}``: one attempt with its request and response."""
-    refused = _authenticate(request, verifier)
-    if refused is not None:
-        return refused
-    delivery = registry.delivery(delivery_id)
-    if delivery is None:
-        return error_response(404, "Not Found")
+    delivery = _find(request, delivery_id, registry, verifier)
+    if isinstance(delivery, Response):
+        return delivery
     return json_response(200, delivery_details(delivery))
 
 
@@ -59,12 +56,9 @@ def redeliver(
     sender: WebhookSender,
 ) -> Response:
     """``POST /app/hook/deliveries/{id}/attempts``: 202 now, the re-send happens afterwards."""
-    refused = _authenticate(request, verifier)
-    if refused is not None:
-        return refused
-    delivery = registry.delivery(delivery_id)
-    if delivery is None:
-        return error_response(404, "Not Found")
+    delivery = _find(request, delivery_id, registry, verifier)
+    if isinstance(delivery, Response):
+        return delivery
     registry.record_redelivery_request(delivery_id)
     sender.redeliver_later(delivery)
     return json_response(202, {})
@@ -98,6 +92,17 @@ def delivery_details(delivery: HookDelivery) -> dict[str, Any]:
         "request": {"headers": delivery.request_headers, "payload": payload},
         "response": {"headers": delivery.response_headers, "payload": delivery.response_body},
     }
+
+
+def _find(
+    request: Request, delivery_id: int, registry: Registry, verifier: AppJwtVerifier
+) -> HookDelivery | Response:
+    """The delivery asked for, or the refusal to answer with (401 without the App's JWT, 404)."""
+    refused = _authenticate(request, verifier)
+    if refused is not None:
+        return refused
+    delivery = registry.delivery(delivery_id)
+    return delivery if delivery is not None else error_response(404, "Not Found")
 
 
 def _authenticate(request: Request, verifier: AppJwtVerifier) -> Response | None:
