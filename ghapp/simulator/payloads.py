@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,7 +49,8 @@ def push_event(
             repo, owner_id=owner_id, html_url=html_url, api_url=api_url, pushed_at=pushed_at
         ),
         "pusher": {"name": AUTHOR_LOGIN, "email": AUTHOR_EMAIL},
-        "sender": sender_payload(html_url, api_url),
+        "organization": organization_payload(repo.owner, owner_id, api_url),
+        "sender": user_payload(AUTHOR_LOGIN, SENDER_ID, "User", html_url, api_url),
         "installation": {
             "id": installation_id,
             "node_id": node_id("Installation", installation_id),
@@ -79,57 +81,164 @@ def commit_payload(commit: CommitInfo, repo_html: str) -> dict[str, Any]:
     }
 
 
+# The URL templates GitHub puts in every repository object, by field name: (path, template).
+_REPO_URLS = (
+    ("forks_url", "/forks", ""),
+    ("keys_url", "/keys", "{/key_id}"),
+    ("collaborators_url", "/collaborators", "{/collaborator}"),
+    ("teams_url", "/teams", ""),
+    ("hooks_url", "/hooks", ""),
+    ("issue_events_url", "/issues/events", "{/number}"),
+    ("events_url", "/events", ""),
+    ("assignees_url", "/assignees", "{/user}"),
+    ("branches_url", "/branches", "{/branch}"),
+    ("tags_url", "/tags", ""),
+    ("blobs_url", "/git/blobs", "{/sha}"),
+    ("git_tags_url", "/git/tags", "{/sha}"),
+    ("git_refs_url", "/git/refs", "{/sha}"),
+    ("trees_url", "/git/trees", "{/sha}"),
+    ("statuses_url", "/statuses/", "{sha}"),
+    ("languages_url", "/languages", ""),
+    ("stargazers_url", "/stargazers", ""),
+    ("contributors_url", "/contributors", ""),
+    ("subscribers_url", "/subscribers", ""),
+    ("subscription_url", "/subscription", ""),
+    ("commits_url", "/commits", "{/sha}"),
+    ("git_commits_url", "/git/commits", "{/sha}"),
+    ("comments_url", "/comments", "{/number}"),
+    ("issue_comment_url", "/issues/comments", "{/number}"),
+    ("contents_url", "/contents/", "{+path}"),
+    ("compare_url", "/compare/", "{base}...{head}"),
+    ("merges_url", "/merges", ""),
+    ("archive_url", "/", "{archive_format}{/ref}"),
+    ("downloads_url", "/downloads", ""),
+    ("issues_url", "/issues", "{/number}"),
+    ("pulls_url", "/pulls", "{/number}"),
+    ("milestones_url", "/milestones", "{/number}"),
+    ("notifications_url", "/notifications", "{?since,all,participating}"),
+    ("labels_url", "/labels", "{/name}"),
+    ("releases_url", "/releases", "{/id}"),
+    ("deployments_url", "/deployments", ""),
+)
+
+
 def repository_payload(
     repo: Repository, *, owner_id: int, html_url: str, api_url: str, pushed_at: int
 ) -> dict[str, Any]:
+    """The repository as a ``push`` event carries it: GitHub's full repository object."""
     host = urlsplit(html_url).netloc
     repo_api = f"{api_url}/repos/{repo.full_name}"
-    return {
+    owner = user_payload(repo.owner, owner_id, "Organization", html_url, api_url)
+    payload: dict[str, Any] = {
         "id": repo.id,
         "node_id": node_id("Repository", repo.id),
         "name": repo.name,
         "full_name": repo.full_name,
         "private": True,
-        "owner": {
-            "name": repo.owner,
-            "login": repo.owner,
-            "id": owner_id,
-            "node_id": node_id("Organization", owner_id),
-            "url": f"{api_url}/users/{repo.owner}",
-            "html_url": f"{html_url}/{repo.owner}",
-            "type": "Organization",
-            "site_admin": False,
-        },
+        "owner": {"name": repo.owner, "email": None, **owner},
         "html_url": f"{html_url}/{repo.full_name}",
         "description": None,
         "fork": False,
         "url": repo_api,
-        "git_url": f"git://{host}/{repo.full_name}.git",
-        "ssh_url": f"git@{host}:{repo.full_name}.git",
-        "clone_url": repo.clone_url,
-        "svn_url": f"{html_url}/{repo.full_name}",
-        "created_at": pushed_at,
-        "pushed_at": pushed_at,
-        "size": 0,
-        "visibility": "private",
-        "archived": False,
-        "disabled": False,
-        "default_branch": repo.default_branch,
-        "master_branch": repo.default_branch,
-        "organization": repo.owner,
+    }
+    for field, path, template in _REPO_URLS:
+        payload[field] = f"{repo_api}{path}{template}"
+    payload.update(
+        {
+            "created_at": pushed_at,
+            "updated_at": _iso(pushed_at),
+            "pushed_at": pushed_at,
+            "git_url": f"git://{host}/{repo.full_name}.git",
+            "ssh_url": f"git@{host}:{repo.full_name}.git",
+            "clone_url": repo.clone_url,
+            "svn_url": f"{html_url}/{repo.full_name}",
+            "homepage": None,
+            "size": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "language": None,
+            "has_issues": True,
+            "has_projects": True,
+            "has_downloads": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_discussions": False,
+            "forks_count": 0,
+            "mirror_url": None,
+            "archived": False,
+            "disabled": False,
+            "open_issues_count": 0,
+            "license": None,
+            "allow_forking": True,
+            "is_template": False,
+            "web_commit_signoff_required": False,
+            "topics": [],
+            "visibility": "private",
+            "forks": 0,
+            "open_issues": 0,
+            "watchers": 0,
+            "default_branch": repo.default_branch,
+            "stargazers": 0,
+            "master_branch": repo.default_branch,
+            "organization": repo.owner,
+            "custom_properties": {},
+        }
+    )
+    return payload
+
+
+def organization_payload(login: str, org_id: int, api_url: str) -> dict[str, Any]:
+    org_api = f"{api_url}/orgs/{login}"
+    return {
+        "login": login,
+        "id": org_id,
+        "node_id": node_id("Organization", org_id),
+        "url": org_api,
+        "repos_url": f"{org_api}/repos",
+        "events_url": f"{org_api}/events",
+        "hooks_url": f"{org_api}/hooks",
+        "issues_url": f"{org_api}/issues",
+        "members_url": f"{org_api}/members{{/member}}",
+        "public_members_url": f"{org_api}/public_members{{/member}}",
+        "avatar_url": _avatar(org_id),
+        "description": None,
     }
 
 
-def sender_payload(html_url: str, api_url: str) -> dict[str, Any]:
+def user_payload(
+    login: str, user_id: int, kind: str, html_url: str, api_url: str
+) -> dict[str, Any]:
+    """A user or organization account as webhook payloads embed it (``sender``, ``owner``)."""
+    user_api = f"{api_url}/users/{login}"
     return {
-        "login": AUTHOR_LOGIN,
-        "id": SENDER_ID,
-        "node_id": node_id("User", SENDER_ID),
-        "url": f"{api_url}/users/{AUTHOR_LOGIN}",
-        "html_url": f"{html_url}/{AUTHOR_LOGIN}",
-        "type": "User",
+        "login": login,
+        "id": user_id,
+        "node_id": node_id(kind, user_id),
+        "avatar_url": _avatar(user_id),
+        "gravatar_id": "",
+        "url": user_api,
+        "html_url": f"{html_url}/{login}",
+        "followers_url": f"{user_api}/followers",
+        "following_url": f"{user_api}/following{{/other_user}}",
+        "gists_url": f"{user_api}/gists{{/gist_id}}",
+        "starred_url": f"{user_api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{user_api}/subscriptions",
+        "organizations_url": f"{user_api}/orgs",
+        "repos_url": f"{user_api}/repos",
+        "events_url": f"{user_api}/events{{/privacy}}",
+        "received_events_url": f"{user_api}/received_events",
+        "type": kind,
+        "user_view_type": "public",
         "site_admin": False,
     }
+
+
+def _avatar(account_id: int) -> str:
+    return f"https://avatars.githubusercontent.com/u/{account_id}?v=4"
+
+
+def _iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _person(name: str, email: str) -> dict[str, str]:

@@ -390,8 +390,17 @@ def test_push_payload_shape(sim: GitHubSimulator, repo: Repository) -> None:
     assert repository["owner"]["type"] == "Organization"
     assert repository["clone_url"] == repo.clone_url
     assert repository["url"] == f"{sim.api_url}/repos/octo-org/hello"
+    # GitHub's full repository object (about 80 fields, most of them API URL templates), and
+    # full account objects: a benchmark on a smaller payload would flatter any JSON handling.
+    assert len(repository) >= 80
+    assert repository["keys_url"] == f"{sim.api_url}/repos/octo-org/hello/keys{{/key_id}}"
+    assert repository["created_at"] == repository["pushed_at"]
+    assert isinstance(repository["pushed_at"], int)
+    assert repository["owner"]["repos_url"] == f"{sim.api_url}/users/octo-org/repos"
+    assert payload["organization"]["login"] == "octo-org"
     assert payload["installation"]["id"] == 1 and payload["installation"]["node_id"]
     assert payload["sender"]["type"] == "User" and payload["pusher"]["name"]
+    assert payload["sender"]["following_url"].endswith("/users/octocat/following{/other_user}")
     assert (
         sim.push_payload(repo.full_name, before, two, installation_id=7)["installation"]["id"] == 7
     )
