@@ -30,3 +30,33 @@ def describe(url: str) -> str:
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def round_trip(client: redis.Redis, *commands: tuple[object, ...]) -> list[object]:
+    """Send ``commands`` in one write and read their replies, an error reply as its exception.
+
+    What a non-transactional pipeline does, for a hot path where redis-py's ``Pipeline``
+    costs more than the commands: redis-py's own connection, health check and retry policy.
+    """
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        return connection.retry.call_with_retry(
+            lambda: _exchange(connection, commands), lambda _error: connection.disconnect()
+        )
+    except BaseException:
+        connection.disconnect()  # replies may be left unread: never reuse the connection
+        raise
+    finally:
+        pool.release(connection)
+
+
+def _exchange(connection: redis.connection.AbstractConnection, commands: tuple) -> list[object]:
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[object] = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as error:  # read in full: the next reply follows
+            replies.append(error)
+    return replies

@@ -1,0 +1,125 @@
+"""The enqueue on real Redis: the job hash is the one RQ writes, the payload is kept exactly as
+long as its job needs it, and the round trip survives a restarted Redis or a dropped connection."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+import zlib
+
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from ghapp import keys
+from ghapp.queueing import PUSH_JOB, RETRY_INTERVALS, hard_timeout, retry_policy
+from webapp.accept import PAYLOAD_GRACE, PushQueue
+from webapp.deliveries import PushJob
+
+APP = "1"
+
+
+def push() -> PushJob:
+    return PushJob(
+        delivery=str(uuid.uuid4()),
+        installation_id=7,
+        repository_id=42,
+        repository="octo-org/enqueue",
+        clone_url="https://github.com/octo-org/enqueue.git",
+        ref="refs/heads/main",
+        before="0" * 40,
+        sha=uuid.uuid4().hex + "0" * 8,
+        pushed_at=1_700_000_000,
+    )
+
+
+def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    # A queue name that would break out of a Lua string if it were not escaped.
+    queue = Queue('q"]]\\\n--', connection=connection)
+    pushes = PushQueue(queue, job_timeout=60)
+    change = push()
+    job_id = pushes.enqueue(change, b'{"ref": "refs/heads/main"}', app=APP)
+    assert job_id is not None
+    kwargs = {**change.as_kwargs(), "payload_key": keys.payload(APP, change.delivery)}
+
+    ours = connection.hgetall(Job.key_for(job_id))
+    reference = queue.create_job(
+        PUSH_JOB,
+        kwargs=kwargs,
+        timeout=hard_timeout(60),
+        description=f"push {change.repository} {change.ref} {change.sha[:12]}",
+        meta={"delivery": change.delivery},
+        retry=retry_policy(),
+        status=JobStatus.QUEUED,
+    )
+    reference.enqueued_at = reference.created_at
+    reference.save()  # what RQ itself writes for this job
+    expected = {
+        name: value for name, value in connection.hgetall(reference.key).items() if value != b""
+    }
+    assert set(ours) == set(expected)
+    for name in set(ours) - {b"created_at", b"enqueued_at", b"data", b"meta"}:
+        assert ours[name] == expected[name], name
+    assert pickle.loads(ours[b"data"]) == pickle.loads(zlib.decompress(expected[b"data"]))
+
+    job = Job.fetch(job_id, connection=connection)
+    assert job.func_name == PUSH_JOB
+    assert job.args == [] or job.args == ()
+    assert job.kwargs == kwargs
+    assert job.meta == {"delivery": change.delivery}
+    assert job.timeout == hard_timeout(60)
+    assert job.retries_left == len(RETRY_INTERVALS)
+    assert job.retry_intervals == list(RETRY_INTERVALS)
+    assert job.origin == queue.name
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.enqueued_at is not None and job.created_at is not None
+    assert queue.job_ids == [job_id]
+    assert queue.name in [q.name for q in Queue.all(connection=connection)]
+
+
+def test_the_payload_lives_as_long_as_its_job_and_a_duplicate_leaves_none(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
+    change = push()
+    payload_key = keys.payload(APP, change.delivery)
+    assert pushes.enqueue(change, b'{"first": true}', app=APP)
+    assert connection.get(payload_key) == b'{"first": true}'
+    assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
+
+    # A redelivery while the job waits: refused, and the waiting job's payload is untouched.
+    assert pushes.enqueue(change, b'{"second": true}', app=APP) is None
+    assert connection.get(payload_key) == b'{"first": true}'
+    assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
+
+    # A redelivery after the job ran (the worker deleted the payload): nothing lingers.
+    connection.delete(payload_key)
+    assert pushes.enqueue(change, b'{"third": true}', app=APP) is None
+    assert 0 < connection.ttl(payload_key) <= PAYLOAD_GRACE
+    assert connection.llen(Queue("ghapp", connection=connection).key) == 1
+
+
+def test_the_script_is_loaded_again_when_redis_no_longer_has_it(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    # Each queue name makes a script of its own, one this Redis has never seen: as after a
+    # restart that lost the script cache.
+    queue = Queue(f"fresh-{uuid.uuid4().hex}", connection=connection)
+    pushes = PushQueue(queue, job_timeout=60)
+    assert connection.script_exists(pushes.script.sha) == [False]
+    job_id = pushes.enqueue(push(), b"{}", app=APP)
+    assert job_id is not None
+    assert connection.script_exists(pushes.script.sha) == [True]
+    assert queue.job_ids == [job_id]
+
+
+def test_a_connection_redis_dropped_is_opened_again(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
+    assert pushes.enqueue(push(), b"{}", app=APP)
+    pooled = connection.client_id()  # the one connection the enqueue will reuse
+    redis.Redis.from_url(own_redis_url).client_kill_filter(_id=pooled)
+    change = push()
+    job_id = pushes.enqueue(change, b"{}", app=APP)
+    assert job_id is not None
+    assert connection.get(keys.payload(APP, change.delivery)) == b"{}"
+    assert connection.client_id() != pooled
