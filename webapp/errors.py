@@ -3,10 +3,10 @@ in one place for the webhook endpoint and for Flask's own routes."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
+import orjson
 import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -34,7 +34,7 @@ class Answer:
 
 
 def json_answer(status: int, content: dict[str, object], **headers: str) -> Answer:
-    return Answer(status, json.dumps(content).encode(), list(headers.items()))
+    return Answer(status, orjson.dumps(content), list(headers.items()))
 
 
 def answer_for(exc: Exception) -> Answer:
