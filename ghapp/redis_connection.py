@@ -52,7 +52,8 @@ def round_trip(client: redis.Redis, *commands: tuple[object, ...]) -> list[objec
 
 
 def _exchange(connection: redis.connection.AbstractConnection, commands: tuple) -> list[object]:
-    connection.send_packed_command(connection.pack_commands(commands))
+    # One buffer, one send: redis-py sends a large value apart from its command, a syscall more.
+    connection.send_packed_command([b"".join(connection.pack_commands(commands))])
     replies: list[object] = []
     for _ in commands:
         try:
