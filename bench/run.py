@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ SECRET = "bench-secret"
 APP_ID = "1"
 INSTALLATION = 1
 BACKLOG = 50_000
+WEB_WORKERS = 2  # WEB_CONCURRENCY for ghapp, -w for the references: the same for all
 SECTIONS = ("acknowledge", "backlog", "processed", "checkout")
 
 
@@ -175,7 +176,7 @@ class Bench:
             GITHUB_URL=self.simulator.url,
             REDIS_URL=self.redis_url,
             HOST="127.0.0.1",
-            WEB_CONCURRENCY="2",
+            WEB_CONCURRENCY=str(WEB_WORKERS),
             REDELIVERY_INTERVAL="0",
             PYTHONPATH=str(ROOT),
         )
@@ -245,37 +246,61 @@ def serve_ghapp(bench: Bench, port: int) -> Any:
     return process(argv, env, bench.logs / "web.log", bench.home)
 
 
-def serve_reference(bench: Bench, app: str, port: int) -> Any:
-    argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", app]
-    return process(argv, bench.env(), bench.logs / f"{app}.log", HERE / "references")
+def serve_reference(bench: Bench, app: str, port: int, workers: int = WEB_WORKERS) -> Any:
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", app]
+    return process(argv, bench.env(), bench.logs / f"{app}-{workers}.log", HERE / "references")
+
+
+def rewriting(connection: redis.Redis) -> bool:
+    info = connection.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
+
+
+def settle(connection: redis.Redis) -> None:
+    """Empty Redis and let it finish rewriting its append-only file: every measurement starts
+    from the same state, with no background rewrite (a fork copying the dataset) inside it."""
+    connection.flushdb()
+    wait_until(lambda: not rewriting(connection), 120, "Redis to finish rewriting its AOF")
+    connection.bgrewriteaof()
+    wait_until(lambda: not rewriting(connection), 120, "Redis to rewrite its AOF")
 
 
 def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict[str, Any]:
+    """The three servers run side by side; each round measures them one after the other, so
+    drift on the shared machine falls on all three alike."""
     servers = {
         "ghapp": lambda port: serve_ghapp(bench, port),
         "naive": lambda port: serve_reference(bench, "naive:app", port),
         "floor": lambda port: serve_reference(bench, "floor:app", port),
+        "naive, 1 worker": lambda port: serve_reference(bench, "naive:app", port, workers=1),
     }
     figures: dict[tuple[str, str, int], dict[str, Figure]] = {}
     peaks: dict[str, float] = {}
-    for name, serve in servers.items():
-        bench.redis.flushdb()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/webhook"
-        with serve(port) as server:
+    with ExitStack() as running:
+        urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
+        for name, serve in servers.items():
+            port = free_port()
+            urls[name] = url = f"http://127.0.0.1:{port}/webhook"
+            pids[name] = running.enter_context(serve(port)).pid
             wait_until(lambda u=url: ready(u), 30, f"{name} to answer")
+        for _ in range(bench.rounds):
             for payload in payloads:
                 for connections in (16, 64):
-                    slot = figures.setdefault((name, payload, connections), {})
-                    for _ in range(bench.rounds):
+                    for name, url in urls.items():
+                        if name == "naive, 1 worker" and (payload, connections) != ("8 KB", 16):
+                            continue  # one figure, to compare with the naive one
+                        settle(bench.redis)
                         result = bench.wrk(url, payloads[payload], connections)
                         if result["errors"]:
                             raise RuntimeError(f"{name}: {result['errors']} errors under load")
+                        slot = figures.setdefault((name, payload, connections), {})
                         for key in ("rps", "p50_ms", "p99_ms"):
                             slot.setdefault(key, Figure()).values.append(result[key])
-            workers = children_of(server.pid)
-            peak = max(peak_rss_mib(pid) for pid in workers) if workers else 0.0
-            peaks[f"web worker ({name})"] = peak
+        for name, pid in pids.items():
+            if name != "naive, 1 worker":
+                workers = children_of(pid)
+                peaks[f"web worker ({name})"] = max(map(peak_rss_mib, workers), default=0.0)
     rows = []
     for payload in payloads:
         for connections in (16, 64):
@@ -300,7 +325,8 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
     report.add("## 1. Acknowledge: requests/s and latency")
     report.add(
         f"wrk -t2 for {bench.seconds} s, {bench.rounds} rounds each: median (min–max). "
-        "Each server: gunicorn with 2 sync workers; all on the same embedded Redis."
+        f"Each server: gunicorn with {WEB_WORKERS} sync workers, all on the same embedded Redis, "
+        "emptied before each measurement; each round measures the three servers in turn."
     )
     report.add()
     report.table(
@@ -319,6 +345,13 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
         ],
         rows,
     )
+    single = figures[("naive, 1 worker", "8 KB", 16)]
+    report.add(
+        f"The naive endpoint run as `gunicorn naive:app`, with gunicorn's default of one worker: "
+        f"{single['rps'].show()} req/s (8 KB, concurrency 16); the table's naive endpoint has "
+        f"{WEB_WORKERS}, as ghapp and the floor do."
+    )
+    report.add()
     return {"figures": figures, "peaks": peaks}
 
 
@@ -418,12 +451,16 @@ def backlog(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhook"
     results: dict[str, dict[str, Figure]] = {}
+    # Redis rewrites its append-only file when it has doubled since the last rewrite: during
+    # the empty queue's rounds, not the backlog's. Off here, so the rounds differ in depth only.
+    rewrite_at = bench.redis.config_get("auto-aof-rewrite-percentage")
+    bench.redis.config_set("auto-aof-rewrite-percentage", 0)
     with serve_ghapp(bench, port):
         wait_until(lambda: ready(url), 30, "ghapp to answer")
         for _ in range(bench.rounds):
             # Each round starts from the same state: empty, or exactly BACKLOG jobs waiting.
             for label, preload in (("empty queue", 0), (f"{BACKLOG:,} jobs waiting", BACKLOG)):
-                bench.redis.flushdb()
+                settle(bench.redis)
                 for _ in range(preload):
                     headers["X-GitHub-Delivery"] = uuid.uuid4().hex
                     delivery = read_delivery(headers, body, secrets=[SECRET.encode()])
@@ -435,11 +472,13 @@ def backlog(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
                 slot.setdefault("p50_ms", Figure()).values.append(result["p50_ms"])
                 slot.setdefault("p99_ms", Figure()).values.append(result["p99_ms"])
                 slot.setdefault("waiting", Figure()).values.append(waiting)
+    bench.redis.config_set("auto-aof-rewrite-percentage", rewrite_at["auto-aof-rewrite-percentage"])
     empty, full = results["empty queue"], results[f"{BACKLOG:,} jobs waiting"]
     report.add("## 2. Acknowledge with a backlog")
     report.add(
         "The 8 KB push at concurrency 16; each round starts from an emptied Redis, preloaded "
-        "or not with the backlog (jobs waiting counted before the round)."
+        "or not with the backlog (jobs waiting counted before the round), with Redis's automatic "
+        "rewrite of its append-only file off (it would fall in the empty queue's rounds only)."
     )
     report.add()
     report.table(
