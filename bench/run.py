@@ -136,6 +136,13 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children it has waited for (a worker's work horses and
+    their git processes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def ready(url: str) -> bool:
     try:
         return requests.post(url, data=b"{}", timeout=1).status_code < 500
@@ -543,9 +550,16 @@ def push_to_processed(bench: Bench, report: Report) -> dict[str, float]:
             "p99 latency",
             "mints per push",
             "worker overhead per job (median)",
+            "CPU per push, ms",
+            "CPU per push in all → at most pushes/min",
         ],
         rows,
     )
+    report.add(
+        "CPU per push: CPU time of each part during the burst, over the pushes; the machine's "
+        f"{os.cpu_count()} cores can process no more than their time over that total."
+    )
+    report.add()
     return peaks
 
 
@@ -591,13 +605,24 @@ def run_pushes(
             raise RuntimeError(f"{queue.failed_job_registry.count} jobs failed: see {log}")
         return queue.finished_job_registry.count >= len(pushes)
 
-    with serve_ghapp(bench, port), _workers(workers, env, log, bench.home) as pool:
+    with serve_ghapp(bench, port) as web, _workers(workers, env, log, bench.home) as pool:
         wait_until(lambda: ready(url), 30, "ghapp to answer")
         wait_until(lambda: len(Worker.all(connection=bench.redis)) >= workers, 30, "workers")
+        # Where the machine's CPU goes: ghapp's processes, Redis, and this process (the
+        # simulator, its git http-backend children, and the threads sending the pushes).
+        owners = {
+            "ghapp workers and their git": [p.pid for p in pool],
+            "web": [web.pid, *children_of(web.pid)],
+            "Redis": [bench.redis_server.process.pid],
+        }
+        cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in owners.items()}
+        here_before = sum(os.times()[:4])
         started = time.time()
         with ThreadPoolExecutor(8) as threads:
             list(threads.map(send, pushes))
         wait_until(all_done, 900, "all pushes processed")
+        cpu = {k: sum(map(cpu_seconds, pids)) - cpu_before[k] for k, pids in owners.items()}
+        cpu["GitHub simulator and load"] = sum(os.times()[:4]) - here_before
         peak = max([peak_rss_mib(p.pid) for p in pool] or [0.0])
     latencies, overheads, last_end = [], [], started
     for job in Job.fetch_many(jobs, connection=bench.redis):
@@ -618,8 +643,15 @@ def run_pushes(
         f"{p99:.2f} s",
         f"{mints / len(pushes):.3f} ({mints} for {repos} repositories)",
         f"{statistics.median(overheads) * 1000:.0f} ms",
+        ", ".join(f"{k} {v / len(pushes) * 1000:.0f}" for k, v in cpu.items()),
+        f"{sum(cpu.values()) / len(pushes) * 1000:.0f} ms → {ceiling(cpu, len(pushes)):,.0f}",
     ]
     return row, peak
+
+
+def ceiling(cpu: dict[str, float], pushes: int) -> float:
+    """Pushes per minute the machine's cores could process at this CPU cost per push."""
+    return (os.cpu_count() or 1) * 60 / (sum(cpu.values()) / pushes)
 
 
 @contextmanager
