@@ -190,6 +190,7 @@ def fetch_commit(
                 "--depth=1",
                 "--no-tags",
                 "--no-write-fetch-head",
+                "--no-auto-maintenance",  # a checkout thrown away after the job needs none
                 "--quiet",
                 clone_url,
                 sha,
