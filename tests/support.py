@@ -17,7 +17,7 @@ import requests
 from rq.job import Job, JobStatus
 
 from ghapp.local import wait_until
-from webapp.deliveries import signature_for
+from webapp.deliveries import PushJob, signature_for
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -172,3 +172,18 @@ def running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def push_job(pushed_at: int = 1_700_000_000, repository: str = "octo-org/queued") -> PushJob:
+    """A push to ``repository``'s main branch, of a new delivery and a made-up commit."""
+    return PushJob(
+        delivery=str(uuid.uuid4()),
+        installation_id=7,
+        repository_id=42,
+        repository=repository,
+        clone_url=f"https://github.com/{repository}.git",
+        ref="refs/heads/main",
+        before="0" * 40,
+        sha=uuid.uuid4().hex + "0" * 8,
+        pushed_at=pushed_at,
+    )

@@ -13,24 +13,10 @@ from rq.job import Job, JobStatus
 
 from ghapp import keys
 from ghapp.queueing import PUSH_JOB, RETRY_INTERVALS, hard_timeout, retry_policy
+from tests.support import push_job
 from webapp.accept import PAYLOAD_GRACE, PushQueue
-from webapp.deliveries import PushJob
 
 APP = "1"
-
-
-def push() -> PushJob:
-    return PushJob(
-        delivery=str(uuid.uuid4()),
-        installation_id=7,
-        repository_id=42,
-        repository="octo-org/enqueue",
-        clone_url="https://github.com/octo-org/enqueue.git",
-        ref="refs/heads/main",
-        before="0" * 40,
-        sha=uuid.uuid4().hex + "0" * 8,
-        pushed_at=1_700_000_000,
-    )
 
 
 def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: str):
@@ -38,7 +24,7 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     # A queue name that would break out of a Lua string if it were not escaped.
     queue = Queue('q"]]\\\n--', connection=connection)
     pushes = PushQueue(queue, job_timeout=60)
-    change = push()
+    change = push_job()
     job_id = pushes.enqueue(change, b'{"ref": "refs/heads/main"}', app=APP)
     assert job_id is not None
     kwargs = {**change.as_kwargs(), "payload_key": keys.payload(APP, change.delivery)}
@@ -81,7 +67,7 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
 def test_the_payload_lives_as_long_as_its_job_and_a_duplicate_leaves_none(own_redis_url: str):
     connection = redis.Redis.from_url(own_redis_url)
     pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
-    change = push()
+    change = push_job()
     payload_key = keys.payload(APP, change.delivery)
     assert pushes.enqueue(change, b'{"first": true}', app=APP)
     assert connection.get(payload_key) == b'{"first": true}'
@@ -106,7 +92,7 @@ def test_the_script_is_loaded_again_when_redis_no_longer_has_it(own_redis_url: s
     queue = Queue(f"fresh-{uuid.uuid4().hex}", connection=connection)
     pushes = PushQueue(queue, job_timeout=60)
     assert connection.script_exists(pushes.script.sha) == [False]
-    job_id = pushes.enqueue(push(), b"{}", app=APP)
+    job_id = pushes.enqueue(push_job(), b"{}", app=APP)
     assert job_id is not None
     assert connection.script_exists(pushes.script.sha) == [True]
     assert queue.job_ids == [job_id]
@@ -115,10 +101,10 @@ def test_the_script_is_loaded_again_when_redis_no_longer_has_it(own_redis_url: s
 def test_a_connection_redis_dropped_is_opened_again(own_redis_url: str):
     connection = redis.Redis.from_url(own_redis_url)
     pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
-    assert pushes.enqueue(push(), b"{}", app=APP)
+    assert pushes.enqueue(push_job(), b"{}", app=APP)
     pooled = connection.client_id()  # the one connection the enqueue will reuse
     redis.Redis.from_url(own_redis_url).client_kill_filter(_id=pooled)
-    change = push()
+    change = push_job()
     job_id = pushes.enqueue(change, b"{}", app=APP)
     assert job_id is not None
     assert connection.get(keys.payload(APP, change.delivery)) == b"{}"

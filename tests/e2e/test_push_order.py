@@ -3,28 +3,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import redis
 from rq import Queue
 
+from tests.support import push_job
 from webapp.accept import PushQueue
-from webapp.deliveries import PushJob
 from worker.branch_lock import superseded_by
-
-
-def push(pushed_at: int) -> PushJob:
-    return PushJob(
-        delivery=str(uuid.uuid4()),
-        installation_id=1,
-        repository_id=42,
-        repository="octo-org/order",
-        clone_url="https://github.com/octo-org/order.git",
-        ref="refs/heads/main",
-        before="0" * 40,
-        sha=uuid.uuid4().hex + "0" * 8,
-        pushed_at=pushed_at,
-    )
 
 
 def test_a_late_redelivery_of_an_older_push_does_not_supersede_the_newer_one(
@@ -32,7 +16,7 @@ def test_a_late_redelivery_of_an_older_push_does_not_supersede_the_newer_one(
 ):
     connection = redis.Redis.from_url(own_redis_url)
     pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
-    newer, older, newest = push(1_700_000_200), push(1_700_000_100), push(1_700_000_300)
+    newer, older, newest = (push_job(t) for t in (1_700_000_200, 1_700_000_100, 1_700_000_300))
     assert pushes.enqueue(newer, b"{}", app="1")
     assert pushes.enqueue(older, b"{}", app="1")  # arrives after the newer push
     assert superseded_by(connection, 42, "refs/heads/main", newer.delivery) is None
