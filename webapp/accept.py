@@ -1,7 +1,7 @@
-"""Turn an accepted delivery into Redis state: ledger entry, payload and job, atomically.
+"""Turn an accepted delivery into Redis state: payload, ledger entry and job, in one round trip.
 
 A delivery id is recorded in the same Lua script as its job, so a redelivery after a 2xx is a
-duplicate, and a delivery we failed to enqueue left no trace and is processed when redelivered.
+duplicate, and a delivery we failed to enqueue left no record and is processed when redelivered.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def lua_string(value: str | bytes) -> str:
 class PushQueue:
     """Enqueues push jobs for RQ workers, deduplicated by delivery, in one Redis round trip.
 
-    The job hash is the one RQ itself writes for ``Queue.enqueue`` (the fields all push jobs
-    share come from a job RQ builds once, at start); building a ``Job`` per delivery cost an
-    eighth of an acknowledgement.
+    The job hash is the one RQ itself writes for ``Queue.enqueue``, the job data left
+    uncompressed; the fields all push jobs share come from a job RQ builds once, at start.
+    Building a ``Job`` per delivery cost an eighth of an acknowledgement.
     """
 
     def __init__(self, queue: Queue, *, job_timeout: int) -> None:
