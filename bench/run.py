@@ -363,11 +363,10 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
 
 
 PROFILE_OWNERS = (
-    ("webapp/", "ghapp: signature, classification, answer"),
-    ("rq/", "RQ: building the job"),
-    ("redis/", "redis-py: sending the enqueue script, reading the answer"),
+    ("webapp/", "ghapp: parsing (orjson), signature, classification, answer"),
+    ("rq/", "RQ: serializing the job's data, its timestamps"),
+    ("redis/", "redis-py: sending the payload and the enqueue script, reading the answers"),
     ("logging/", "logging the delivery"),
-    ("json/", "json: parsing the payload"),
     ("hmac", "HMAC"),
     ("werkzeug/", "werkzeug: request headers"),
     ("gunicorn/", "gunicorn: HTTP parsing, sockets, its worker loop"),
