@@ -272,6 +272,19 @@ def settle(connection: redis.Redis) -> None:
     wait_until(lambda: not rewriting(connection), 120, "Redis to rewrite its AOF")
 
 
+@contextmanager
+def no_aof_rewrites(connection: redis.Redis) -> Iterator[None]:
+    """Redis rewrites its append-only file each time it has doubled: with nothing draining the
+    queue, every few seconds of load, landing at random in the measurements. Off meanwhile
+    (appending, and its fsync every second, stay on)."""
+    setting = connection.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"]
+    connection.config_set("auto-aof-rewrite-percentage", 0)
+    try:
+        yield
+    finally:
+        connection.config_set("auto-aof-rewrite-percentage", setting)
+
+
 def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict[str, Any]:
     """The three servers run side by side; each round measures them one after the other, so
     drift on the shared machine falls on all three alike."""
@@ -284,6 +297,7 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
     figures: dict[tuple[str, str, int], dict[str, Figure]] = {}
     peaks: dict[str, float] = {}
     with ExitStack() as running:
+        running.enter_context(no_aof_rewrites(bench.redis))
         urls: dict[str, str] = {}
         pids: dict[str, int] = {}
         for name, serve in servers.items():
@@ -332,8 +346,11 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
     report.add("## 1. Acknowledge: requests/s and latency")
     report.add(
         f"wrk -t2 for {bench.seconds} s, {bench.rounds} rounds each: median (min–max). "
-        f"Each server: gunicorn with {WEB_WORKERS} sync workers, all on the same embedded Redis, "
-        "emptied before each measurement; each round measures the three servers in turn."
+        f"Each server: gunicorn with {WEB_WORKERS} sync workers, all on the same embedded Redis "
+        "(append-only file fsynced every second), emptied before each measurement, with its "
+        "automatic rewrite of the file off (nothing drains the queue here, so the rewrites of an "
+        "ever larger dataset fell at random in the measurements); each round measures the "
+        "three servers in turn."
     )
     report.add()
     report.table(
@@ -457,11 +474,9 @@ def backlog(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhook"
     results: dict[str, dict[str, Figure]] = {}
-    # Redis rewrites its append-only file when it has doubled since the last rewrite: during
-    # the empty queue's rounds, not the backlog's. Off here, so the rounds differ in depth only.
-    rewrite_at = bench.redis.config_get("auto-aof-rewrite-percentage")
-    bench.redis.config_set("auto-aof-rewrite-percentage", 0)
-    with serve_ghapp(bench, port):
+    # With rewrites on, they would fall in the empty queue's rounds only (a preloaded Redis
+    # has doubled less by the end of a round): off, the rounds differ in depth alone.
+    with no_aof_rewrites(bench.redis), serve_ghapp(bench, port):
         wait_until(lambda: ready(url), 30, "ghapp to answer")
         for _ in range(bench.rounds):
             # Each round starts from the same state: empty, or exactly BACKLOG jobs waiting.
@@ -478,7 +493,6 @@ def backlog(bench: Bench, payloads: dict[str, Path], report: Report) -> None:
                 slot.setdefault("p50_ms", Figure()).values.append(result["p50_ms"])
                 slot.setdefault("p99_ms", Figure()).values.append(result["p99_ms"])
                 slot.setdefault("waiting", Figure()).values.append(waiting)
-    bench.redis.config_set("auto-aof-rewrite-percentage", rewrite_at["auto-aof-rewrite-percentage"])
     empty, full = results["empty queue"], results[f"{BACKLOG:,} jobs waiting"]
     report.add("## 2. Acknowledge with a backlog")
     report.add(
