@@ -30,9 +30,14 @@ PAYLOAD_GRACE = 60
 ENQUEUE_SCRIPT = """
 -- KEYS: ledger, payload, latest push of the branch, job hash, queue list, set of queues
 -- ARGV: job id, "<pushed_at> <delivery>", now, job data, description, meta
-if not redis.call("SET", KEYS[1], ARGV[1], "NX", "EX", %(ledger_ttl)d) then
+if redis.call("EXISTS", KEYS[1]) == 1 then
     return 0
 end
+-- Accepted only with its payload: a SET refused (out of memory) must leave no job behind.
+if redis.call("EXISTS", KEYS[2]) == 0 then
+    return redis.error_reply("the payload was not stored")
+end
+redis.call("SET", KEYS[1], ARGV[1], "EX", %(ledger_ttl)d)
 redis.call("EXPIRE", KEYS[2], %(payload_ttl)d)
 -- The branch's newest push: a late redelivery of an older push must not take its place.
 local latest = redis.call("GET", KEYS[3])

@@ -6,15 +6,19 @@ from __future__ import annotations
 import pickle
 import uuid
 import zlib
+from pathlib import Path
 
+import pytest
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
 from ghapp import keys
+from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.queueing import PUSH_JOB, RETRY_INTERVALS, hard_timeout, retry_policy
 from tests.support import push_job
 from webapp.accept import PAYLOAD_GRACE, PushQueue
+from webapp.errors import answer_for
 
 APP = "1"
 
@@ -78,7 +82,7 @@ def test_the_payload_lives_as_long_as_its_job_and_a_duplicate_leaves_none(own_re
     assert connection.get(payload_key) == b'{"first": true}'
     assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
 
-    # A redelivery after the job ran (the worker deleted the payload): nothing lingers.
+    # A redelivery after the job ran (the worker deleted the payload): what it stored goes soon.
     connection.delete(payload_key)
     assert pushes.enqueue(change, b'{"third": true}', app=APP) is None
     assert 0 < connection.ttl(payload_key) <= PAYLOAD_GRACE
@@ -109,3 +113,38 @@ def test_a_connection_redis_dropped_is_opened_again(own_redis_url: str):
     assert job_id is not None
     assert connection.get(keys.payload(APP, change.delivery)) == b"{}"
     assert connection.client_id() != pooled
+
+
+def test_a_delivery_redis_refuses_to_store_leaves_no_record_job_or_payload(tmp_path: Path):
+    server = EmbeddedRedis(tmp_path / "redis")  # its own: maxmemory is server-wide
+    connection = redis.Redis.from_url(server.start())
+    try:
+        queue = Queue("ghapp", connection=connection)
+        pushes = PushQueue(queue, job_timeout=60)
+        connection.config_set("maxmemory", 1)  # every write refused: out of memory
+        change = push_job()
+        with pytest.raises(redis.ResponseError) as refused:
+            pushes.enqueue(change, b"{}", app=APP)
+        assert answer_for(refused.value).status == 503
+        assert connection.dbsize() == 0
+        connection.config_set("maxmemory", 0)
+        assert pushes.enqueue(change, b"{}", app=APP)  # GitHub's redelivery is accepted
+        assert queue.count == 1
+    finally:
+        server.stop()
+
+
+def test_the_script_accepts_no_delivery_whose_payload_is_missing(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    queue = Queue("ghapp", connection=connection)
+    pushes = PushQueue(queue, job_timeout=60)
+    change = push_job()
+    # As if the payload's SET had failed and the script still ran.
+    ledger = keys.delivery(APP, change.delivery)
+    payload = keys.payload(APP, change.delivery)
+    with pytest.raises(redis.ResponseError, match="payload was not stored"):
+        pushes.script(
+            keys=[ledger, payload, "latest", "job", queue.key, "queues"],
+            args=["j", "1 d", "t", "", "", ""],
+        )
+    assert connection.dbsize() == 0
