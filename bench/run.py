@@ -350,7 +350,7 @@ def acknowledge(bench: Bench, payloads: dict[str, Path], report: Report) -> dict
         "(append-only file fsynced every second), emptied before each measurement, with its "
         "automatic rewrite of the file off (nothing drains the queue here, so the rewrites of an "
         "ever larger dataset fell at random in the measurements); each round measures the "
-        "three servers in turn."
+        "servers in turn."
     )
     report.add()
     report.table(
