@@ -38,7 +38,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from ghapp.embedded_redis import EmbeddedRedis, redis_server_binary
-from ghapp.local import free_port, wait_until
+from ghapp.local import free_port, process_children, wait_until
 from ghapp.simulator import GitHubSimulator, generate_app_key
 from webapp.accept import PushQueue
 from webapp.deliveries import read_delivery, signature_for
@@ -117,16 +117,7 @@ def process(
 
 
 def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+    return process_children().get(pid, [])
 
 
 def peak_rss_mib(pid: int) -> float:

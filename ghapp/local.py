@@ -1,5 +1,5 @@
 """Small helpers for running ghapp's processes on one machine: a free port, waiting for a state,
-children that hear of their parent's death."""
+children that hear of their parent's death, and which process is whose child."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -60,3 +61,17 @@ def signal_on_parent_death(signum: int = signal.SIGTERM) -> Callable[[], None]:
             _PRCTL(PR_SET_PDEATHSIG, signum)
 
     return preexec
+
+
+def process_children() -> dict[int, list[int]]:
+    """Each running process's children, by parent pid, as Linux's /proc tells it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it ended meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    return children

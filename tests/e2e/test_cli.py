@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ghapp.local import free_port
+from ghapp.local import free_port, process_children
 from ghapp.simulator import GitHubSimulator
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.support import Process, child_env, ghapp, running, signed_post, wait_for
@@ -80,15 +80,7 @@ def test_procfile_web_line_refuses_to_start_without_the_secret(tmp_path: Path):
 
 
 def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
+    children = process_children()
     found: set[int] = set()
     todo = [pid]
     while todo:
@@ -101,14 +93,12 @@ def descendants(pid: int) -> set[int]:
 def worker_pids(serve_pid: int) -> list[int]:
     """The worker processes that ``ghapp serve`` started (its direct children running one)."""
     found = []
-    for pid in descendants(serve_pid):
+    for pid in process_children().get(serve_pid, []):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == serve_pid and cmdline.endswith(b"ghapp\x00worker\x00") and running(pid):
+        if cmdline.endswith(b"ghapp\x00worker\x00") and running(pid):
             found.append(pid)
     return found
 
