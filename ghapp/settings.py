@@ -243,9 +243,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
 
 def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
-    """The process environment over the values of a ``.env`` file (the environment wins)."""
+    """The process environment (with the secrets it withheld from its children) over the values of
+    a ``.env`` file (the environment wins)."""
     from dotenv import dotenv_values
+
+    from ghapp.process_secrets import withheld
 
     merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     merged.update(os.environ)
+    merged.update(withheld())  # what protect_process() took out of os.environ
     return merged
