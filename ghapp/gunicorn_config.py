@@ -6,7 +6,12 @@ import os
 import sys
 
 from ghapp.logs import configure_logging
+from ghapp.process_secrets import protect_process
 from ghapp.settings import ConfigError, environment, load_settings
+
+# First: the master (and the workers it forks) hold the App's secrets. This reads those that
+# `ghapp web` or `ghapp serve` handed over on a pipe, and keeps them out of reach of others.
+protect_process()
 
 try:
     _settings = load_settings(environment())
