@@ -23,6 +23,8 @@ DEFAULT_CHECKOUT_MAX_MB = 2048
 DEFAULT_CHECKOUT_TIMEOUT = 300
 DEFAULT_REDELIVERY_INTERVAL = 300
 DEFAULT_SHUTDOWN_GRACE = 25
+DEFAULT_CHECKOUT_MAX_FILES = 100_000
+SANDBOX_MODES = ("auto", "bwrap", "none")
 QUEUE_NAME = "ghapp"
 
 
@@ -56,6 +58,10 @@ class Settings:
     checkout_timeout: int = DEFAULT_CHECKOUT_TIMEOUT
     redelivery_interval: int = DEFAULT_REDELIVERY_INTERVAL
     shutdown_grace: int = DEFAULT_SHUTDOWN_GRACE
+    checkout_max_files: int = DEFAULT_CHECKOUT_MAX_FILES
+    sandbox: str = "auto"
+    sandbox_network: bool = True
+    process_env: tuple[str, ...] = ()
 
     def require_web(self) -> None:
         """Raise ConfigError unless the web process has what it needs."""
@@ -136,6 +142,27 @@ def _log_level(env: Mapping[str, str]) -> str:
             f"LOG_LEVEL={raw!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
         )
     return raw
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}: set it to one")
+    return raw
+
+
+def _process_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PROCESS_ENV: names of variables passed to the command; never one of ghapp's secrets."""
+    from ghapp.process_secrets import is_secret
+
+    names = _list(env.get("PROCESS_ENV"))
+    for name in names:
+        if is_secret(name) or name.upper().startswith("GITHUB_PRIVATE_KEY"):
+            raise ConfigError(
+                f"PROCESS_ENV names {name}, a secret of ghapp's: the processing command must "
+                "not see it; remove it from PROCESS_ENV"
+            )
+    return names
 
 
 def _list(raw: str | None) -> tuple[str, ...]:
@@ -239,6 +266,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             env, "REDELIVERY_INTERVAL", DEFAULT_REDELIVERY_INTERVAL, minimum=0
         ),
         shutdown_grace=_int(env, "SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
+        checkout_max_files=_int(env, "CHECKOUT_MAX_FILES", DEFAULT_CHECKOUT_MAX_FILES),
+        sandbox=_choice(env, "SANDBOX", SANDBOX_MODES),
+        sandbox_network=_bool(env, "SANDBOX_NETWORK", True),
+        process_env=_process_env(env),
     )
 
 

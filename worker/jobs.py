@@ -16,6 +16,7 @@ from ghapp.queueing import retry_policy
 
 from . import runtime
 from .branch_lock import branch_lock, superseded_by
+from .checkout import Limits
 from .failures import Permanent, RateLimited
 from .fetch_policy import fetch_with_retries
 from .processing import PushContext, process
@@ -75,6 +76,8 @@ def process_push(
     except Permanent as exc:
         job.retries_left = 0  # trying again would fail the same way
         log.error("failed for good: %s", exc)
+        if payload_key:
+            connection.delete(payload_key)
         raise
     if payload_key:
         connection.delete(payload_key)
@@ -99,6 +102,8 @@ def _process(
 ) -> dict[str, Any]:
     rt = runtime.current()
     settings = rt.settings
+    if settings.process_command and rt.sandbox_error:
+        raise Permanent(rt.sandbox_error)
     raw = job.connection.get(payload_key) if payload_key else None
     payload = json.loads(raw) if raw else {}
     tokens = rt.tokens(job.connection)
@@ -119,9 +124,12 @@ def _process(
             sha=identity["sha"],
             github_url=settings.github_url,
             get_token=get_token,
-            timeout=settings.checkout_timeout,
+            limits=Limits(
+                max_bytes=settings.checkout_max_bytes,
+                max_files=settings.checkout_max_files,
+                timeout=settings.checkout_timeout,
+            ),
             deadline=deadline,
-            max_bytes=settings.checkout_max_bytes,
         )
         fetched = time.monotonic()
         context = PushContext(path=checkout, payload=payload, **identity)
@@ -131,6 +139,8 @@ def _process(
             command=settings.process_command,
             event_path=root / "event.json",
             timeout=max(1.0, deadline - time.monotonic()),
+            sandbox=rt.sandbox,
+            passed_env=settings.process_env,
         )
         result["seconds"] = {
             "fetch": round(fetched - fetch_started, 4),

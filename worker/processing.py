@@ -1,7 +1,8 @@
 """Run the user's processing step in a checkout: a Python callable, a shell command, or a summary.
 
-The command gets the push's identifiers and the payload's path in its environment, never a
-token or the App's secrets; its output is kept, bounded; its exit status decides success.
+The command runs in the sandbox (``sandbox.py``) unless SANDBOX=none, with an allow-listed
+environment: the push's identifiers and the payload's path, never a token or the App's secrets.
+Its output is kept, bounded; its exit status decides success.
 """
 
 from __future__ import annotations
@@ -10,46 +11,37 @@ import importlib
 import json
 import logging
 import os
+import selectors
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ghapp.local import signal_on_parent_death
+from ghapp.process_secrets import is_secret
 
 from .failures import Permanent, Transient
+from .sandbox import EVENT_FILE, Sandbox
+from .sandbox import HOME as SANDBOX_HOME
 
 log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
+READ_CHUNK = 64 * 1024
 COMMAND_GROUP_FILE = "command.pgid"
 COMMAND_MARK = "ghapp-command"  # the guard shell's $0, to recognise it in /proc
-# The command runs under a shell that, told by the kernel that the job's process died
-# (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
+# Unsandboxed, the command runs under a shell that, told by the kernel that the job's process
+# died (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
+# In the sandbox its PID namespace does that: when bwrap dies, everything inside dies.
 GUARD = 'trap "kill -KILL 0" TERM; sh -c "$1" & wait $!'
 # A shell reports a child killed by SIGKILL or SIGTERM as 128 + the signal number.
 KILLED_STATUSES = (128 + signal.SIGKILL, 128 + signal.SIGTERM)
-# Settings the processing command must never see.
-SECRET_ENV = (
-    "GITHUB_PRIVATE_KEY",
-    "GITHUB_PRIVATE_KEY_PATH",
-    "GITHUB_WEBHOOK_SECRET",
-    "TOKEN_CACHE_KEY",
-    "REDIS_URL",
-)
-
-
-def _secret(name: str) -> bool:
-    """ghapp's own secrets, and any Redis URL (Heroku adds REDIS_TLS_URL, HEROKU_REDIS_*_URL:
-    they hold the password)."""
-    upper = name.upper()
-    return (
-        name in SECRET_ENV
-        or upper.startswith("GIT_CONFIG")
-        or ("REDIS" in upper and "URL" in upper)
-    )
+# What the command's environment takes from the worker's, besides PROCESS_ENV's names.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class ProcessingError(Permanent):
@@ -89,35 +81,70 @@ def load_processor(spec: str) -> Callable[[PushContext], Any]:
     return target
 
 
-def _tail(data: bytes) -> str:
-    text = data[-OUTPUT_LIMIT:].decode("utf-8", errors="replace")
-    return text if len(data) <= OUTPUT_LIMIT else "[… output truncated …]\n" + text
+def _tail(tail: _Tail) -> str:
+    text = bytes(tail.data).decode("utf-8", errors="replace")
+    return "[… output truncated …]\n" + text if tail.cut else text
 
 
 def command_environment(
-    base: Mapping[str, str], context: PushContext, event_path: Path
+    base: Mapping[str, str],
+    context: PushContext,
+    *,
+    event_path: str,
+    home: str,
+    passed: Iterable[str] = (),
 ) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not _secret(k)}
+    """The command's whole environment: an allow-list, never the worker's environment.
+
+    ``PATH``, ``LANG``, ``LC_ALL`` and the names in ``passed`` (PROCESS_ENV) come from ``base``;
+    ``HOME`` is the job's own; the ``GHAPP_*`` variables say what is being processed."""
+    env = {k: base[k] for k in (*PASSED_ENV, *passed) if k in base and not is_secret(k)}
+    env.setdefault("PATH", DEFAULT_PATH)
     env.update(
+        HOME=home,
         GHAPP_REPOSITORY=context.repository,
         GHAPP_REF=context.ref,
         GHAPP_SHA=context.sha,
         GHAPP_DELIVERY=context.delivery,
         GHAPP_EVENT=context.event,
-        GHAPP_EVENT_PATH=str(event_path),
+        GHAPP_EVENT_PATH=event_path,
     )
     return env
 
 
 def run_command(
-    command: str, context: PushContext, *, event_path: Path, timeout: float | None
+    command: str,
+    context: PushContext,
+    *,
+    event_path: Path,
+    timeout: float | None,
+    sandbox: Sandbox | None = None,
+    passed_env: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Run ``command`` in the checkout; return its exit status and output, or raise on failure."""
+    """Run ``command`` in the checkout (in ``sandbox`` unless None); return its exit status
+    and output, or raise on failure."""
     event_path.write_text(json.dumps(context.payload))
+    event_path.chmod(0o600)
+    if sandbox is not None:
+        argv = sandbox.argv(
+            ["sh", "-c", command, COMMAND_MARK], checkout=context.path, event_file=event_path
+        )
+        env = command_environment(
+            os.environ, context, event_path=EVENT_FILE, home=SANDBOX_HOME, passed=passed_env
+        )
+        cwd = None
+    else:
+        home = event_path.parent / "home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        argv = ["sh", "-c", GUARD, COMMAND_MARK, command]
+        env = command_environment(
+            os.environ, context, event_path=str(event_path), home=str(home), passed=passed_env
+        )
+        cwd = context.path
     process = subprocess.Popen(
-        ["sh", "-c", GUARD, COMMAND_MARK, command],
-        cwd=context.path,
-        env=command_environment(os.environ, context, event_path),
+        argv,
+        cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -127,16 +154,19 @@ def run_command(
     # If this job's process is killed, a later job removes what is left of its group.
     (event_path.parent / COMMAND_GROUP_FILE).write_text(str(process.pid))
     try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        output, _ = process.communicate()
-        raise ProcessingError(
-            "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped; last output:\n" + _tail(output)
-        ) from None
+        output, finished = read_tail(process, timeout)
+        if not finished:
+            _kill_group(process)
+            process.wait()
+            raise ProcessingError(
+                "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped; last output:\n"
+                + _tail(output)
+            )
     finally:
         # Also reached when the job itself is being stopped (RQ's timeout, a shutdown).
         _kill_group(process)
+        if process.stdout is not None:
+            process.stdout.close()
     result = {"exit_status": process.returncode, "output": _tail(output)}
     log.info("PROCESS_COMMAND exited %s; output:\n%s", process.returncode, result["output"])
     if process.returncode < 0 or process.returncode in KILLED_STATUSES:
@@ -149,6 +179,47 @@ def run_command(
             f"{result['output']}"
         )
     return result
+
+
+class _Tail:
+    """The last OUTPUT_LIMIT bytes of a stream, and whether more came before them."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.cut = False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > OUTPUT_LIMIT:
+            del self.data[: len(self.data) - OUTPUT_LIMIT]
+            self.cut = True
+
+
+def read_tail(process: subprocess.Popen[bytes], timeout: float | None) -> tuple[_Tail, bool]:
+    """Read ``process``'s output in chunks, keeping only its tail (memory stays flat whatever
+    it prints), until it exits; False as second item if ``timeout`` ran out first."""
+    assert process.stdout is not None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    tail = _Tail()
+    fd = process.stdout.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return tail, False
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                break  # every writer closed the pipe
+            tail.add(chunk)
+    try:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        process.wait(left)
+    except subprocess.TimeoutExpired:
+        return tail, False
+    return tail, True
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -178,6 +249,8 @@ def process(
     command: str | None,
     event_path: Path,
     timeout: float | None,
+    sandbox: Sandbox | None = None,
+    passed_env: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run what is configured in the checkout; the job's result."""
     result: dict[str, Any] = {"summary": summarize(context.path, context.sha)}
@@ -192,7 +265,14 @@ def process(
             ) from exc
         result["processor"] = value if _is_json(value) else repr(value)
     if command:
-        result["command"] = run_command(command, context, event_path=event_path, timeout=timeout)
+        result["command"] = run_command(
+            command,
+            context,
+            event_path=event_path,
+            timeout=timeout,
+            sandbox=sandbox,
+            passed_env=passed_env,
+        )
     return result
 
 

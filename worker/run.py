@@ -95,7 +95,24 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         log.warning(warning)
-    runtime.configure(settings)
+    rt = runtime.configure(settings)
+    if settings.process_command:
+        if rt.sandbox_error and settings.sandbox == "bwrap":
+            raise ConfigError(rt.sandbox_error)
+        if rt.sandbox_error:
+            log.error("%s; until then every job with a PROCESS_COMMAND fails", rt.sandbox_error)
+        elif rt.sandbox is None:
+            log.warning(
+                "SANDBOX=none: PROCESS_COMMAND runs unsandboxed, as this worker's user: it can "
+                "read that user's files (.env, key files, other jobs' checkouts), see its "
+                "processes and reach Redis and the network; use it only for trusted repositories"
+            )
+        else:
+            log.info(
+                "PROCESS_COMMAND runs in a bubblewrap sandbox (%s, network %s)",
+                rt.sandbox.bwrap,
+                "on" if rt.sandbox.network else "off",
+            )
     remove_abandoned()
     wait_for_redis(connect(settings.redis_url), settings.redis_url)
     worker = build_worker(settings)

@@ -6,6 +6,8 @@ environment on first use. Jobs (in RQ's forked work horse) read it through ``cur
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 
 import redis
@@ -13,16 +15,33 @@ import redis
 from ghapp.settings import Settings, environment, load_settings
 
 from .github_api import GitHubAPI
+from .sandbox import Sandbox, SandboxUnavailable, choose
 from .tokens import TokenSource, cache_cipher
+
+log = logging.getLogger("ghapp.worker")
 
 
 @dataclass
 class Runtime:
     settings: Settings
     api: GitHubAPI = field(init=False)
+    # The processing command's sandbox; None with SANDBOX=none or when it cannot run here
+    # (then ``sandbox_error`` says why, and jobs with a PROCESS_COMMAND fail with it).
+    sandbox: Sandbox | None = field(init=False, default=None)
+    sandbox_error: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.api = GitHubAPI(self.settings.api_url)
+        settings = self.settings
+        if not settings.process_command:
+            return
+        hidden = [os.path.abspath(".env")]
+        if settings.private_key_path:
+            hidden.append(os.path.abspath(settings.private_key_path))
+        try:
+            self.sandbox = choose(settings.sandbox, network=settings.sandbox_network, hidden=hidden)
+        except SandboxUnavailable as exc:
+            self.sandbox_error = str(exc)
 
     def tokens(self, connection: redis.Redis) -> TokenSource:
         """The App's credentials, with the token cache in ``connection``."""

@@ -21,6 +21,7 @@ from worker.processing import (
     run_command,
     summarize,
 )
+from worker.sandbox import Sandbox
 
 SHA = "c" * 40
 PAYLOAD = {"ref": "refs/heads/main", "after": SHA, "repository": {"full_name": "o/r"}}
@@ -62,8 +63,16 @@ def event_path(tmp_path: Path) -> Path:
     return tmp_path / "event.json"
 
 
-def run(command: str, checkout: Path, event_path: Path, timeout: float = 10) -> dict[str, Any]:
-    return run_command(command, make_context(checkout), event_path=event_path, timeout=timeout)
+def run(
+    command: str,
+    checkout: Path,
+    event_path: Path,
+    timeout: float = 10,
+    sandbox: Sandbox | None = None,
+) -> dict[str, Any]:
+    return run_command(
+        command, make_context(checkout), event_path=event_path, timeout=timeout, sandbox=sandbox
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -75,37 +84,50 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def test_command_environment_has_push_identifiers_and_no_secrets(tmp_path: Path) -> None:
+def test_command_environment_is_an_allow_list(tmp_path: Path) -> None:
     base = {
         "PATH": "bin-dir",
+        "LANG": "C.UTF-8",
+        "HOME": "/home/worker",
         "GITHUB_APP_ID": "4242",
         "GITHUB_PRIVATE_KEY": "pem",
         "GITHUB_PRIVATE_KEY_PATH": "app.pem",
         "GITHUB_WEBHOOK_SECRET": "hook",
         "TOKEN_CACHE_KEY": "cache",
         "REDIS_URL": "redis://:password@redis",
+        "HEROKU_REDIS_MAROON_URL": "redis://:password@redis",
         "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.https://github.com/.extraHeader",
-        "GIT_CONFIG_VALUE_0": "Authorization: Basic dG9rZW4=",
+        "DATABASE_URL": "postgres://user:password@db",
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "NPM_TOKEN": "npm",
     }
-    event_path = tmp_path / "event.json"
-    env = command_environment(base, make_context(tmp_path), event_path)
-    assert env["GHAPP_REPOSITORY"] == "o/r"
-    assert env["GHAPP_REF"] == "refs/heads/main"
-    assert env["GHAPP_SHA"] == SHA
-    assert env["GHAPP_DELIVERY"] == "d-1"
-    assert env["GHAPP_EVENT"] == "push"
-    assert env["GHAPP_EVENT_PATH"] == str(event_path)
-    assert env["PATH"] == "bin-dir"
-    for name in (
-        "GITHUB_PRIVATE_KEY",
-        "GITHUB_PRIVATE_KEY_PATH",
-        "GITHUB_WEBHOOK_SECRET",
-        "TOKEN_CACHE_KEY",
-        "REDIS_URL",
-    ):
-        assert name not in env
-    assert not any(name.startswith("GIT_CONFIG") for name in env)
+    env = command_environment(
+        base, make_context(tmp_path), event_path="/job/event.json", home="/job-home"
+    )
+    assert env == {
+        "PATH": "bin-dir",
+        "LANG": "C.UTF-8",
+        "HOME": "/job-home",
+        "GHAPP_REPOSITORY": "o/r",
+        "GHAPP_REF": "refs/heads/main",
+        "GHAPP_SHA": SHA,
+        "GHAPP_DELIVERY": "d-1",
+        "GHAPP_EVENT": "push",
+        "GHAPP_EVENT_PATH": "/job/event.json",
+    }
+
+
+def test_process_env_names_what_else_passes_but_never_a_secret(tmp_path: Path) -> None:
+    base = {"PATH": "p", "NPM_TOKEN": "npm", "REDIS_URL": "redis://:pw@r", "OTHER": "x"}
+    env = command_environment(
+        base,
+        make_context(tmp_path),
+        event_path="e",
+        home="h",
+        passed=("NPM_TOKEN", "REDIS_URL", "MISSING"),
+    )
+    assert env["NPM_TOKEN"] == "npm"
+    assert "REDIS_URL" not in env and "OTHER" not in env and "MISSING" not in env
 
 
 def test_successful_command_returns_its_output_and_runs_in_the_checkout(
@@ -128,6 +150,7 @@ def test_command_does_not_see_the_apps_secrets(
     for secret in ("hook-secret-value", "private-key-value", "header-value"):
         assert secret not in result["output"]
     assert f"GHAPP_SHA={SHA}" in result["output"]
+    assert f"HOME={event_path.parent / 'home'}" in result["output"]  # the job's own
 
 
 def test_command_reads_the_payload_from_event_path(checkout: Path, event_path: Path) -> None:
@@ -155,6 +178,18 @@ def test_large_output_is_truncated_to_its_tail(checkout: Path, event_path: Path)
     assert output.rstrip().endswith("THE-END")
     assert "truncated" in output
     assert len(output.encode()) < OUTPUT_LIMIT + 100
+
+
+def test_output_is_read_in_chunks_so_memory_stays_flat(checkout: Path, event_path: Path) -> None:
+    """A command printing hundreds of megabytes costs the worker no more than the tail."""
+    import resource
+
+    run("head -c 10000000 /dev/zero", checkout, event_path)  # warm up whatever is lazily made
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run("head -c 400000000 /dev/zero | tr '\\0' y; echo THE-END", checkout, event_path)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result["output"].rstrip().endswith("THE-END")
+    assert grown_kib < 50_000
 
 
 def test_small_output_is_not_marked_truncated(checkout: Path, event_path: Path) -> None:

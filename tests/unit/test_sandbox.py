@@ -1,0 +1,173 @@
+"""The processing command's bubblewrap sandbox: what it sees, what it keeps, what it leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from worker import sandbox as sandbox_module
+from worker.processing import PushContext, run_command
+from worker.sandbox import Sandbox, SandboxUnavailable, choose
+
+SHA = "d" * 40
+
+
+def _sandbox(network: bool = True, hidden: tuple[str, ...] = ()) -> Sandbox:
+    try:
+        chosen = choose("bwrap", network=network, hidden=hidden)
+    except SandboxUnavailable as exc:
+        pytest.skip(f"bubblewrap cannot run on this machine: {exc}")
+    assert chosen is not None
+    return chosen
+
+
+@pytest.fixture()
+def job(tmp_path: Path) -> tuple[Path, Path]:
+    """(checkout, event file) inside a private job directory, next to a file of another job's."""
+    root = tmp_path / "job"
+    checkout = root / "checkout"
+    checkout.mkdir(parents=True)
+    (checkout / "README.md").write_text("hello\n")
+    (tmp_path / "other-job-secret.txt").write_text("not yours\n")
+    return checkout, root / "event.json"
+
+
+def run_in(sandbox: Sandbox, job: tuple[Path, Path], command: str) -> str:
+    checkout, event_path = job
+    context = PushContext(
+        path=checkout,
+        repository="o/r",
+        ref="refs/heads/main",
+        sha=SHA,
+        delivery="d-1",
+        payload={"after": SHA},
+    )
+    result = run_command(command, context, event_path=event_path, timeout=30, sandbox=sandbox)
+    return str(result["output"])
+
+
+def test_none_means_no_sandbox() -> None:
+    assert choose("none", network=True) is None
+
+
+def test_no_bubblewrap_is_refused_in_one_line_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sandbox_module, "find_bwrap", lambda: None)
+    with pytest.raises(SandboxUnavailable) as info:
+        choose("auto", network=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "bubblewrap" in message and "SANDBOX=none" in message
+
+
+def test_a_bubblewrap_that_cannot_make_a_sandbox_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sandbox_module, "find_bwrap", lambda: "/bin/false")
+    with pytest.raises(SandboxUnavailable, match="cannot create a sandbox"):
+        choose("bwrap", network=True)
+
+
+def test_the_command_sees_its_checkout_and_event_and_nothing_of_the_host(job) -> None:
+    output = run_in(
+        _sandbox(),
+        job,
+        'pwd; cat README.md; cat "$GHAPP_EVENT_PATH"; echo; echo "HOME=$HOME";'
+        ' echo made > made.txt; echo home > "$HOME/x" && echo home-writable;'
+        " ls /; ls /proc | grep -c '^[0-9]'",
+    )
+    lines = output.splitlines()
+    assert lines[0] == "/job/checkout"
+    assert lines[1] == "hello"
+    assert json.loads(lines[2]) == {"after": SHA}
+    assert lines[3] == "HOME=/tmp/home"
+    assert "home-writable" in lines
+    assert (job[0] / "made.txt").read_text() == "made\n"  # the checkout is read-write
+    top = set(lines[lines.index("home-writable") + 1 : -1])
+    assert top <= {
+        "bin",
+        "dev",
+        "etc",
+        "job",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "proc",
+        "sbin",
+        "tmp",
+        "usr",
+    }
+    assert int(lines[-1]) <= 5  # bwrap, the shells, ls, grep: its own PID namespace
+
+
+def test_the_system_is_read_only_and_the_event_file_cannot_be_changed(job) -> None:
+    output = run_in(
+        _sandbox(),
+        job,
+        "for p in /usr/x /etc/x /job/event.json /job/x; do"
+        ' (echo x > $p) 2>/dev/null && echo "wrote $p"; done; echo done',
+    )
+    assert output.strip() == "done"
+
+
+def test_other_jobs_and_ghapps_files_are_out_of_sight(job, tmp_path: Path) -> None:
+    hidden_file = Path("/etc/hostname")
+    output = run_in(
+        _sandbox(hidden=(str(hidden_file),)),
+        job,
+        f"cat {tmp_path}/other-job-secret.txt 2>&1; ls {tmp_path} 2>&1;"
+        f" cat {hidden_file} 2>/dev/null || echo hidden-is-hidden",
+    )
+    assert "not yours" not in output
+    assert "No such file" in output
+    if hidden_file.exists():
+        assert "hidden-is-hidden" in output
+
+
+def test_what_the_command_started_dies_with_it_even_in_a_new_session(job) -> None:
+    marker = f"ghapp-test-leftover-{os.getpid()}-{time.monotonic_ns()}"
+    run_in(
+        _sandbox(),
+        job,
+        f"setsid sh -c 'exec -a {marker} sleep 300' >/dev/null 2>&1 & "
+        f"nohup sh -c 'exec -a {marker} sleep 300' >/dev/null 2>&1 & echo started",
+    )
+
+    def leftovers() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker.encode() in (entry / "cmdline").read_bytes():
+                        found.append(entry.name)
+                except OSError:
+                    pass
+        return found
+
+    deadline = time.monotonic() + 5
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers() == []
+
+
+def test_without_network_only_loopback_exists(job) -> None:
+    output = run_in(_sandbox(network=False), job, "cat /proc/net/dev")
+    interfaces = {line.split(":")[0].strip() for line in output.splitlines() if ":" in line}
+    assert interfaces == {"lo"}
+
+
+def test_with_network_the_hosts_interfaces_are_there(job) -> None:
+    output = run_in(_sandbox(network=True), job, "cat /proc/net/dev")
+    interfaces = {line.split(":")[0].strip() for line in output.splitlines() if ":" in line}
+    host = {
+        line.split(":")[0].strip()
+        for line in Path("/proc/net/dev").read_text().splitlines()
+        if ":" in line
+    }
+    assert interfaces == host
