@@ -1,18 +1,22 @@
-"""Fetch exactly one commit into a private directory, within limits of size and time.
+"""Fetch exactly one commit into a private directory, within limits of size, files and time.
 
-The token reaches git only as an HTTP header in git's environment (``GIT_CONFIG_*``), scoped to
-GitHub's origin: never in a URL, on a command line, or in ``.git/config``.
+Every git runs hermetically: no global or system configuration, a private empty ``HOME``, no
+hooks or templates, only the origin's protocol, an environment of its own (nothing inherited).
+The token reaches git through an inherited pipe that a credential helper scoped to GitHub's
+origin reads once: never in an environment, a URL, a command line, a file or ``.git/config``.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,21 +25,13 @@ import git
 from .failures import Permanent, Transient
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# Variables that would make git print traffic, ask for credentials or trust another server:
-# never passed to the git that carries the token. (GIT_CONFIG also drops GIT_CONFIG_PARAMETERS
-# and any GIT_CONFIG_COUNT/KEY/VALUE of the caller's own; GIT_TRACE drops GIT_TRACE_REDACT.)
-UNSAFE_GIT_ENV = (
-    "GIT_TRACE",
-    "GIT_CURL_VERBOSE",
-    "GIT_ASKPASS",
-    "SSH_ASKPASS",
-    "GIT_SSL_NO_VERIFY",
-    "GIT_CONFIG",
-)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 HTTP_STATUS_RE = re.compile(r"returned error: (\d{3})|HTTP (\d{3})")
 SIZE_CHECK_SECONDS = 0.2
 # What git prints when the server answers 401 (it then wants a username it may not ask for).
 AUTH_REFUSED = ("could not read Username", "terminal prompts disabled", "Authentication failed")
+# What git prints when the repository or the commit is not there: trying again will not help.
+NOT_FOUND = ("not our ref", "unadvertised object", "Repository not found", "does not appear to be")
 
 
 class CheckoutRefused(Permanent):
@@ -79,51 +75,102 @@ def check_clone_url(clone_url: str, github_url: str) -> None:
         )
 
 
-def git_environment(token: str, github_url: str, base: Mapping[str, str]) -> dict[str, str]:
-    """The environment for a git process that authenticates to ``github_url`` with ``token``."""
+def credential_helper(fd: int) -> str:
+    """A credential helper that answers ``get`` with what the pipe ``fd`` holds, once.
+    (Through /dev/fd: a POSIX shell's ``<&N`` takes one digit only.)"""
+    return f'!f() {{ test "$1" = get && cat /dev/fd/{fd}; }}; f'
+
+
+def git_environment(
+    github_url: str, base: Mapping[str, str], *, home: str, credential_fd: int | None = None
+) -> dict[str, str]:
+    """The whole environment of a hermetic git process: nothing from ``base`` but ``PATH``.
+
+    With ``credential_fd``, git asks a helper scoped to ``github_url``'s origin for the
+    credential, which reads it from that inherited pipe; the environment holds no secret."""
     scheme, host, port = origin(github_url)
     netloc = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    credential = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    env = {k: v for k, v in base.items() if not k.startswith(UNSAFE_GIT_ENV)}
     config = {
-        f"http.{scheme}://{netloc}/.extraHeader": f"Authorization: Basic {credential}",
-        "http.followRedirects": "false",
-        "credential.helper": "",
-        "core.askPass": "",
+        "core.hooksPath": "/dev/null",
+        "core.fsmonitor": "false",
+        "init.templateDir": "",
+        "protocol.allow": "never",
+        f"protocol.{scheme}.allow": "always",
         "protocol.version": "2",
+        "http.followRedirects": "false",
+        "credential.helper": "",  # forgets any helper configured elsewhere
+        "core.askPass": "",
+        "maintenance.auto": "false",
+        "gc.auto": "0",
     }
-    env["GIT_CONFIG_COUNT"] = str(len(config))
+    if credential_fd is not None:
+        config[f"credential.{scheme}://{netloc}.helper"] = credential_helper(credential_fd)
+    env = {
+        "PATH": base.get("PATH") or DEFAULT_PATH,
+        "HOME": home,
+        "XDG_CONFIG_HOME": home,
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "LC_ALL": "C",  # git's messages in English: classify_git_failure reads them
+        "GIT_CONFIG_COUNT": str(len(config)),
+    }
     for index, (key, value) in enumerate(config.items()):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_CONFIG_NOSYSTEM"] = "1"
     return env
 
 
-def directory_size(path: Path) -> int:
+def directory_usage(path: Path) -> tuple[int, int]:
+    """(bytes, files) under ``path``; directories and links count as files."""
     total = 0
-    for root, _dirs, names in os.walk(path):
+    files = 0
+    for root, dirs, names in os.walk(path):
+        files += len(names) + len(dirs)
         for name in names:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
             except OSError:
                 pass  # a temporary file git just renamed
-    return total
+    return total, files
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far a checkout may go: CHECKOUT_MAX_MB, CHECKOUT_MAX_FILES, CHECKOUT_TIMEOUT."""
+
+    max_bytes: int
+    max_files: int
+    timeout: float
+
+    def exceeded(self, path: Path) -> str | None:
+        size, files = directory_usage(path)
+        if size > self.max_bytes:
+            return (
+                f"grew past {self.max_bytes // (1024 * 1024)} MiB: raise CHECKOUT_MAX_MB if the "
+                "repository is that large"
+            )
+        if files > self.max_files:
+            return (
+                f"grew past {self.max_files} files: raise CHECKOUT_MAX_FILES if the repository "
+                "has that many"
+            )
+        return None
 
 
 def run_limited(
-    process: subprocess.Popen[bytes], path: Path, *, max_bytes: int, timeout: float, what: str
+    process: subprocess.Popen[bytes], path: Path, limits: Limits, *, timeout: float, what: str
 ) -> bytes:
-    """Wait for ``process``; kill it if ``path`` grows past ``max_bytes`` or time runs out.
+    """Wait for ``process``; kill it if ``path`` grows past ``limits`` or time runs out.
     Returns its stderr."""
-    over = threading.Event()
+    over: list[str] = []
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(SIZE_CHECK_SECONDS):
-            if directory_size(path) > max_bytes:
-                over.set()
+            reason = limits.exceeded(path)
+            if reason:
+                over.append(reason)
                 process.kill()
                 return
 
@@ -141,11 +188,9 @@ def run_limited(
     finally:
         done.set()
         watcher.join()
-    if over.is_set() or directory_size(path) > max_bytes:  # also what grew between checks
-        raise CheckoutRefused(
-            f"{what} grew past {max_bytes // (1024 * 1024)} MiB: raise CHECKOUT_MAX_MB if the "
-            "repository is that large"
-        )
+    reason = over[0] if over else limits.exceeded(path)  # also what grew between checks
+    if reason:
+        raise CheckoutRefused(f"{what} {reason}")
     return stderr or b""
 
 
@@ -159,9 +204,13 @@ def classify_git_failure(stderr: str, returncode: int) -> Exception:
         status = 401  # git asked for credentials: the server refused the one it was given
     if status in (401, 403):
         return CheckoutFailed(f"git fetch refused the installation token ({detail})", status)
-    if status == 404 or "not our ref" in stderr or "unadvertised object" in stderr:
+    if status == 404 or any(sign in stderr for sign in NOT_FOUND):
         return CheckoutRefused(f"git fetch: repository or commit not found ({detail})")
     return CheckoutFailed(f"git fetch failed ({detail})", status)
+
+
+def git_executable() -> str:
+    return git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
 
 
 def fetch_commit(
@@ -171,47 +220,75 @@ def fetch_commit(
     *,
     token: str,
     github_url: str,
-    timeout: float,
-    max_bytes: int,
+    limits: Limits,
 ) -> None:
-    """Fetch ``sha`` alone (depth 1) from ``clone_url`` into ``path``; check it out detached."""
+    """Fetch ``sha`` alone (depth 1) from ``clone_url`` into ``path``; check it out detached.
+
+    ``path`` must not exist; its parent holds git's private ``HOME`` for the time of the fetch.
+    """
     check_clone_url(clone_url, github_url)
-    deadline = time.monotonic() + timeout
-    path.mkdir(mode=0o700, exist_ok=True)
-    repo = git.Repo.init(path)
+    deadline = time.monotonic() + limits.timeout
+    home = Path(tempfile.mkdtemp(prefix="git-home-", dir=path.parent))
     try:
-        # Not through GitPython: it would start from this process's environment and add ours,
-        # letting a GIT_TRACE_CURL or GIT_CONFIG_PARAMETERS of the worker's reach the git that
-        # carries the token. This git gets exactly the environment built for it.
-        fetch = subprocess.Popen(
-            [
-                git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git",
-                "fetch",
-                "--depth=1",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--no-auto-maintenance",  # a checkout thrown away after the job needs none
-                "--quiet",
-                clone_url,
-                sha,
-            ],
-            cwd=path,
-            env=git_environment(token, github_url, os.environ),
+        path.mkdir(mode=0o700)
+        env = git_environment(github_url, os.environ, home=str(home))
+        init = subprocess.run(
+            [git_executable(), "init", "--quiet", "--template=", str(path)],
+            env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
+            timeout=limits.timeout,
+            check=False,
         )
-        stderr = run_limited(
-            fetch, path, max_bytes=max_bytes, timeout=timeout, what="git fetch"
-        ).decode("utf-8", "replace")
+        if init.returncode != 0:
+            raise CheckoutFailed(f"git init failed: {init.stderr.decode(errors='replace')[-300:]}")
+        read_end, write_end = os.pipe()
+        try:
+            # Written before git starts: a pipe holds 64 KiB, far more than a credential.
+            os.write(write_end, f"username=x-access-token\npassword={token}\n".encode())
+            os.close(write_end)
+            write_end = -1
+            fetch = subprocess.Popen(
+                [
+                    git_executable(),
+                    "fetch",
+                    "--depth=1",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--no-auto-maintenance",  # a checkout thrown away after the job needs none
+                    "--quiet",
+                    clone_url,
+                    sha,
+                ],
+                cwd=path,
+                env=git_environment(github_url, os.environ, home=str(home), credential_fd=read_end),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(read_end,),
+            )
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
+        stderr = run_limited(fetch, path, limits, timeout=limits.timeout, what="git fetch").decode(
+            "utf-8", "replace"
+        )
         if fetch.returncode != 0:
             raise classify_git_failure(stderr.replace(token, "***"), fetch.returncode)
-        checkout = repo.git.checkout("--detach", "--quiet", sha, as_process=True)
+        checkout = subprocess.Popen(
+            [git_executable(), "checkout", "--detach", "--quiet", sha],
+            cwd=path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         remaining = max(1.0, deadline - time.monotonic())
-        stderr = run_limited(
-            checkout.proc, path, max_bytes=max_bytes, timeout=remaining, what="git checkout"
-        ).decode("utf-8", "replace")
-        if checkout.proc.returncode != 0:
+        stderr = run_limited(checkout, path, limits, timeout=remaining, what="git checkout").decode(
+            "utf-8", "replace"
+        )
+        if checkout.returncode != 0:
             raise CheckoutRefused(f"git checkout of {sha} failed: {stderr.strip()[-300:]}")
     finally:
-        repo.close()
+        shutil.rmtree(home, ignore_errors=True)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .checkout import CheckoutFailed, CheckoutTimedOut, fetch_commit
+from .checkout import CheckoutFailed, CheckoutTimedOut, Limits, fetch_commit
 from .failures import Permanent, Transient
 from .tokens import Token
 
@@ -40,14 +41,13 @@ def fetch_with_retries(
     sha: str,
     github_url: str,
     get_token: Callable[[bool], Token],
-    timeout: float,
+    limits: Limits,
     deadline: float,
-    max_bytes: int,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Fetch ``sha`` into ``path``: each attempt within ``timeout`` (CHECKOUT_TIMEOUT), all of
-    them before ``deadline`` (``time.monotonic()``, the job's JOB_TIMEOUT).
+    """Fetch ``sha`` into ``path``: each attempt within ``limits`` (CHECKOUT_TIMEOUT, _MAX_MB,
+    _MAX_FILES), all of them before ``deadline`` (``time.monotonic()``, the job's JOB_TIMEOUT).
     ``get_token(True)`` must drop the cached token and mint a fresh one."""
     token = get_token(False)
     refreshed = False
@@ -64,12 +64,11 @@ def fetch_with_retries(
                 sha,
                 token=token.value,
                 github_url=github_url,
-                timeout=min(timeout, left),
-                max_bytes=max_bytes,
+                limits=dataclasses.replace(limits, timeout=min(limits.timeout, left)),
             )
             return
         except CheckoutTimedOut:
-            if left < timeout:  # cut short by the job's own time, not by CHECKOUT_TIMEOUT
+            if left < limits.timeout:  # cut short by the job's own time, not by CHECKOUT_TIMEOUT
                 raise Transient("JOB_TIMEOUT ran out during the checkout; trying later") from None
             raise
         except CheckoutFailed as exc:

@@ -1,8 +1,9 @@
-"""Where the installation token may go: clone URL checks and git's environment."""
+"""Where the installation token may go (clone URL checks, a pipe to git's credential helper),
+git's hermetic environment, and the checkout's limits."""
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -10,12 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from worker.checkout import CheckoutRefused, check_clone_url, git_environment, origin
+from worker.checkout import (
+    CheckoutRefused,
+    Limits,
+    check_clone_url,
+    git_environment,
+    origin,
+    run_limited,
+)
 from worker.failures import Permanent
 
 TOKEN = "ghs_SuperSecretInstallationToken123"
 USER = "x-access-token"  # the user name GitHub expects with an installation token
 GITHUB = "https://github.com"
+LIMITS = Limits(max_bytes=10**9, max_files=10**6, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -82,87 +91,106 @@ def _config(env: dict[str, str]) -> dict[str, str]:
     return {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(count)}
 
 
-def test_token_is_only_an_extra_header_scoped_to_githubs_origin() -> None:
-    env = git_environment(TOKEN, GITHUB, {"PATH": "bin-dir"})
-    assert all(TOKEN not in key and TOKEN not in value for key, value in env.items())
+def test_git_environment_holds_no_credential_only_a_helper_scoped_to_githubs_origin() -> None:
+    env = git_environment(GITHUB, {"PATH": "bin-dir"}, home="/h", credential_fd=9)
     config = _config(env)
-    header = config.pop("http.https://github.com/.extraHeader")
-    scheme, _, credential = header.partition(" Basic ")
-    assert scheme == "Authorization:"
-    assert base64.b64decode(credential).decode() == f"x-access-token:{TOKEN}"
+    assert config["credential.helper"] == ""  # any other helper forgotten
+    helper = config.pop("credential.https://github.com.helper")
+    assert "/dev/fd/9" in helper and helper.startswith("!")
     assert not any("extraheader" in key.lower() for key in config)
+    assert not any(
+        key.startswith("credential.") and key.endswith(".helper") and value
+        for key, value in config.items()
+    )
 
 
-def test_extra_header_keeps_a_non_default_port() -> None:
-    config = _config(git_environment(TOKEN, "http://127.0.0.1:8080/", {}))
-    assert "http.http://127.0.0.1:8080/.extraHeader" in config
+def test_a_non_default_port_is_part_of_the_helpers_scope() -> None:
+    config = _config(git_environment("http://127.0.0.1:8080/", {}, home="/h", credential_fd=3))
+    assert "credential.http://127.0.0.1:8080.helper" in config
+    assert config["protocol.allow"] == "never"
+    assert config["protocol.http.allow"] == "always"
+    assert "protocol.https.allow" not in config
+
+
+def test_without_a_pipe_git_gets_no_helper_at_all() -> None:
+    config = _config(git_environment(GITHUB, {}, home="/h"))
+    assert not [key for key in config if key.startswith("credential.") and config[key]]
 
 
 def test_config_count_matches_the_entries() -> None:
-    env = git_environment(TOKEN, GITHUB, {})
+    env = git_environment(GITHUB, {}, home="/h", credential_fd=5)
     keys = [k for k in env if k.startswith("GIT_CONFIG_KEY_")]
     values = [k for k in env if k.startswith("GIT_CONFIG_VALUE_")]
     assert int(env["GIT_CONFIG_COUNT"]) == len(keys) == len(values)
 
 
-def test_git_never_prompts_or_uses_stored_credentials() -> None:
-    env = git_environment(TOKEN, GITHUB, {})
+def test_git_is_hermetic_and_never_prompts() -> None:
+    env = git_environment(GITHUB, {}, home="/private-home")
     config = _config(env)
-    assert config["credential.helper"] == ""
-    assert config["http.followRedirects"] == "false"
+    assert env["GIT_CONFIG_GLOBAL"] == "/dev/null"
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert env["HOME"] == env["XDG_CONFIG_HOME"] == "/private-home"
     assert env["GIT_TERMINAL_PROMPT"] == "0"
+    assert config["core.hooksPath"] == "/dev/null"
+    assert config["init.templateDir"] == ""
+    assert config["http.followRedirects"] == "false"
 
 
-def test_callers_tracing_askpass_and_config_variables_are_dropped() -> None:
+def test_nothing_of_the_callers_environment_but_path_reaches_git() -> None:
     base = {
         "PATH": "bin-dir",
         "HOME": "home-dir",
         "GIT_TRACE": "1",
-        "GIT_TRACE_PACKET": "1",
         "GIT_TRACE_CURL": "trace.out",
-        "GIT_TRACE2_EVENT": "trace2.out",
         "GIT_CURL_VERBOSE": "1",
         "GIT_ASKPASS": "askpass-helper",
-        "SSH_ASKPASS": "askpass-helper",
+        "GIT_SSL_NO_VERIFY": "1",
         "GIT_CONFIG_COUNT": "9",
         "GIT_CONFIG_KEY_8": "http.proxy",
         "GIT_CONFIG_VALUE_8": "http://proxy.evil",
         "GIT_CONFIG_PARAMETERS": "'http.sslverify'='false'",
+        "GITHUB_PRIVATE_KEY": "-----BEGIN",
+        "https_proxy": "http://proxy.evil",
+        "LD_PRELOAD": "/tmp/evil.so",
     }
-    env = git_environment(TOKEN, GITHUB, base)
+    env = git_environment(GITHUB, base, home="/h", credential_fd=4)
     assert env["PATH"] == "bin-dir"
-    assert env["HOME"] == "home-dir"
-    for name in base:
-        if name.startswith(("GIT_TRACE", "GIT_CURL", "GIT_ASKPASS", "SSH_ASKPASS")):
-            assert name not in env
-    assert "GIT_CONFIG_KEY_8" not in env
-    assert "GIT_CONFIG_VALUE_8" not in env
-    assert "GIT_CONFIG_PARAMETERS" not in env
-    assert env["GIT_CONFIG_COUNT"] != "9"
+    assert env["HOME"] == "/h"
+    assert [name for name in base if name != "PATH" and env.get(name) == base[name]] == []
     assert "http://proxy.evil" not in env.values()
+    assert "GIT_CONFIG_PARAMETERS" not in env and "LD_PRELOAD" not in env
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-def test_git_sends_the_header_to_githubs_repositories_only(tmp_path: Path) -> None:
+def test_the_helper_answers_with_what_the_pipe_holds_for_githubs_origin_only(
+    tmp_path: Path,
+) -> None:
+    """git itself asks the helper: the credential comes from the pipe, for GitHub's origin."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, f"username={USER}\npassword={TOKEN}\n".encode())
+    os.close(write_end)
     env = git_environment(
-        TOKEN, GITHUB, {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+        GITHUB, {"PATH": os.environ.get("PATH", "")}, home=str(tmp_path), credential_fd=read_end
     )
+    assert all(TOKEN not in value for value in env.values())
 
-    def header_for(url: str) -> str:
+    def fill(url: str) -> str:
         result = subprocess.run(
-            ["git", "config", "--get-urlmatch", "http.extraHeader", url],
-            cwd=tmp_path,
+            ["git", "credential", "fill"],
+            input=f"url={url}\n\n",
             env=env,
             capture_output=True,
             text=True,
             timeout=10,
+            pass_fds=(read_end,),
         )
-        return result.stdout.strip()
+        return result.stdout
 
-    assert header_for("https://github.com/o/r.git").startswith("Authorization: Basic ")
-    assert header_for("https://evil.example/o/r.git") == ""
-    assert header_for("http://github.com/o/r.git") == ""
-    assert header_for("https://github.com:8443/o/r.git") == ""
+    try:
+        assert fill("https://evil.example/o/r.git") == ""  # no helper there: nothing to say
+        assert f"password={TOKEN}" in fill("https://github.com/o/r.git")
+    finally:
+        os.close(read_end)
 
 
 def test_a_git_process_past_its_time_is_killed_and_refused(tmp_path) -> None:
@@ -176,7 +204,7 @@ def test_a_git_process_past_its_time_is_killed_and_refused(tmp_path) -> None:
     slow = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started = time.monotonic()
     with pytest.raises(CheckoutRefused, match="CHECKOUT_TIMEOUT") as info:
-        run_limited(slow, tmp_path, max_bytes=10**9, timeout=0.5, what="git fetch")
+        run_limited(slow, tmp_path, LIMITS, timeout=0.5, what="git fetch")
     assert time.monotonic() - started < 5
     assert slow.poll() is not None  # killed, not left running
     assert isinstance(info.value, Permanent)
@@ -194,4 +222,18 @@ def test_a_directory_grown_past_the_limit_is_refused_even_when_git_was_quick(tmp
         stderr=subprocess.PIPE,
     )
     with pytest.raises(CheckoutRefused, match="CHECKOUT_MAX_MB"):
-        run_limited(quick, tmp_path, max_bytes=1024 * 1024, timeout=10, what="git checkout")
+        limits = dataclasses.replace(LIMITS, max_bytes=1024 * 1024)
+        run_limited(quick, tmp_path, limits, timeout=10, what="git checkout")
+
+
+def test_a_checkout_of_too_many_files_is_refused_whatever_their_size(tmp_path) -> None:
+    """CHECKOUT_MAX_FILES: 300,000 empty files weigh nothing but must not pass."""
+    many = subprocess.Popen(
+        ["sh", "-c", f"cd {tmp_path} && seq 1 3000 | xargs touch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with pytest.raises(CheckoutRefused, match="CHECKOUT_MAX_FILES"):
+        run_limited(
+            many, tmp_path, dataclasses.replace(LIMITS, max_files=1000), timeout=10, what="git"
+        )
