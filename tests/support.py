@@ -174,6 +174,18 @@ def running(pid: int) -> bool:
         return False
 
 
+def command_lines() -> dict[int, bytes]:
+    """Every live process's command line, by pid."""
+    lines = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and running(int(entry.name)):
+            try:
+                lines[int(entry.name)] = (entry / "cmdline").read_bytes()
+            except OSError:
+                pass  # it ended meanwhile
+    return lines
+
+
 def push_job(pushed_at: int = 1_700_000_000, repository: str = "octo-org/queued") -> PushJob:
     """A push to ``repository``'s main branch, of a new delivery and a made-up commit."""
     return PushJob(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,11 @@ from tests.support import (
 PROCESS_COMMAND = "if [ -f ghapp-test.sh ]; then sh ghapp-test.sh; else echo processed; fi"
 JOB_TIMEOUT = 6
 WORKERS = 2
-# Every git command line the workers run, recorded by a wrapper around the real git.
-GIT_WRAPPER = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$GHAPP_TEST_GIT_LOG"\nexec git "$@"\n'
+# Every git command line the workers run, recorded by a wrapper around the real git (git gets
+# a hermetic environment of its own, so the log's path is written into the wrapper).
+GIT_WRAPPER = '#!/bin/sh\nprintf "%%s\\n" "$*" >> %s\nexec git "$@"\n'
+# For tests whose command leaves marks in the records directory: the sandbox would hide it.
+UNSANDBOXED = {"SANDBOX": "none", "PROCESS_ENV": "GHAPP_TEST_RECORDS"}
 
 
 @dataclass
@@ -106,7 +110,7 @@ def start_stack(
     for sub in ("records", "tmp", "logs"):
         (home / sub).mkdir(exist_ok=True)
     wrapper = home / "git"
-    wrapper.write_text(GIT_WRAPPER)
+    wrapper.write_text(GIT_WRAPPER % shlex.quote(str(home / "git-commands.log")))
     wrapper.chmod(0o755)
     port = free_port()
     settings = {
@@ -124,7 +128,6 @@ def start_stack(
         "JOB_TIMEOUT": str(JOB_TIMEOUT),
         "REDELIVERY_INTERVAL": "0",
         "GHAPP_TEST_RECORDS": str(home / "records"),
-        "GHAPP_TEST_GIT_LOG": str(home / "git-commands.log"),
         "GIT_PYTHON_GIT_EXECUTABLE": str(wrapper),
         "TMPDIR": str(home / "tmp"),
     }

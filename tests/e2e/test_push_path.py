@@ -12,7 +12,7 @@ from rq.job import Job
 
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.e2e.conftest import JOB_TIMEOUT, Stack
-from tests.support import failure_text, running, wait_job
+from tests.support import command_lines, failure_text, wait_for, wait_job
 
 
 def send_push(stack: Stack, repo_name: str, sha: str, before: str | None = None) -> tuple[str, Job]:
@@ -134,21 +134,19 @@ def test_failing_command_fails_the_job_with_its_status_and_output(stack: Stack, 
 
 
 def test_a_job_past_job_timeout_is_stopped_and_failed(stack: Stack, fresh_repo_name):
+    marker = f"ghapp-test-sleeper-{uuid.uuid4().hex}"  # its command line, to find it in /proc
     repo = stack.repository(
         fresh_repo_name,
-        files={
-            "ghapp-test.sh": "sleep 300 &\necho $! > /tmp/ghapp-test-$GHAPP_DELIVERY.pid\nwait\n"
-        },
+        files={"ghapp-test.sh": f"sh -c 'sleep 300; : {marker}' &\nwait\n"},
     )
-    delivery, job = send_push(
-        stack, repo.full_name, stack.simulator.branch_tip(repo.full_name, "main")
-    )
+    _, job = send_push(stack, repo.full_name, stack.simulator.branch_tip(repo.full_name, "main"))
     assert job.get_status() == "failed"
     assert "JOB_TIMEOUT" in failure_text(job)
-    pid_file = f"/tmp/ghapp-test-{delivery}.pid"
-    pid = int(open(pid_file).read())
-    os.unlink(pid_file)
-    assert not running(pid), "the command's background process outlived the job"
+
+    def sleepers() -> list[int]:
+        return [pid for pid, line in command_lines().items() if marker.encode() in line]
+
+    wait_for(lambda: not sleepers(), 5, "the command's background process to be gone")
 
 
 def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stack, fresh_repo_name):

@@ -14,7 +14,7 @@ import redis
 from rq.job import Job
 
 from ghapp import keys
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import UNSANDBOXED, Stack
 from tests.support import failure_text, wait_for, wait_job
 from worker.tokens import cache_cipher
 
@@ -77,7 +77,11 @@ def all_redis_bytes(client: redis.Redis) -> list[tuple[bytes, bytes]]:
     return found
 
 
-def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(stack: Stack, fresh_repo_name: str):
+@pytest.mark.stack(overrides=UNSANDBOXED, workers=1)
+def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(own_stack: Stack, fresh_repo_name: str):
+    """Unsandboxed, so that the command can copy what it sees (its checkout, its environment)
+    to where the test reads it."""
+    stack = own_stack
     repo = stack.repository(fresh_repo_name, files={"ghapp-test.sh": LEAKY_SCRIPT})
     sha = stack.simulator.branch_tip(repo.full_name)
     payload = stack.simulator.push_payload(repo.full_name, before=None, after=sha)
@@ -118,6 +122,16 @@ def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(stack: Stack, fresh_r
     assert not any(form in environment for form in forms)
     for name in (b"GITHUB_PRIVATE_KEY", b"GITHUB_WEBHOOK_SECRET", b"GIT_CONFIG", b"REDIS_URL"):
         assert name not in environment
+    names = {line.split(b"=", 1)[0] for line in environment.splitlines() if b"=" in line}
+    assert {n for n in names if not n.startswith(b"GHAPP_")} <= {
+        b"PATH",
+        b"HOME",
+        b"LANG",
+        b"LC_ALL",
+        b"PWD",
+        b"SHLVL",
+        b"_",
+    }
     # The token did work: the simulator saw it as git's Basic credential, and only there.
     git_requests = [r for r in stack.simulator.requests if r.path.startswith(f"/{repo.full_name}")]
     assert any(header in str(r.headers).encode() for r in git_requests)
@@ -128,10 +142,11 @@ def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
     stack: Stack, app_key: tuple[bytes, bytes], fresh_repo_name: str
 ):
     repo = stack.repository(fresh_repo_name)
-    sha = stack.simulator.branch_tip(repo.full_name)
 
     def push() -> None:
-        payload = stack.simulator.push_payload(repo.full_name, before=None, after=sha)
+        before = stack.simulator.branch_tip(repo.full_name)
+        sha = stack.simulator.commit(repo.full_name, files={"n.txt": uuid.uuid4().hex})
+        payload = stack.simulator.push_payload(repo.full_name, before=before, after=sha)
         answer = stack.post(payload)
         assert answer.status_code == 202
         assert wait_job(stack.redis, answer.json()["job_id"]).get_status() == "finished"

@@ -19,7 +19,7 @@ import pytest
 from rq.job import Job, JobStatus
 
 from ghapp.queueing import RETRY_INTERVALS
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import UNSANDBOXED, Stack
 from tests.support import Process, failure_text, running, wait_for, wait_job
 
 # A command that leaves "started <pid> <ms>" for each run of a delivery, sleeps ``{seconds}`` s
@@ -133,7 +133,7 @@ def kill_worker_mid_job(
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.stack(overrides={"JOB_TIMEOUT": "60"}, workers=2)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "JOB_TIMEOUT": "60"}, workers=2)
 def test_a_killed_worker_s_job_runs_again_from_scratch_on_another_worker(
     own_stack: Stack, fresh_repo_name
 ):
@@ -171,7 +171,7 @@ def test_a_killed_worker_s_job_runs_again_from_scratch_on_another_worker(
         kill_leftovers(command_pids)
 
 
-@pytest.mark.stack(overrides={"JOB_TIMEOUT": "60"}, workers=1)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "JOB_TIMEOUT": "60"}, workers=1)
 def test_a_killed_job_s_command_does_not_outlive_it(own_stack: Stack, fresh_repo_name):
     script = FIRST_RUN_SLEEPS.format(seconds=300)
     repo = own_stack.repository(fresh_repo_name, files={"ghapp-test.sh": script})
@@ -188,7 +188,9 @@ def test_a_killed_job_s_command_does_not_outlive_it(own_stack: Stack, fresh_repo
         kill_leftovers(command_pids)
 
 
-@pytest.mark.stack(overrides={"SHUTDOWN_GRACE": "10", "JOB_TIMEOUT": "30"}, workers=1)
+@pytest.mark.stack(
+    overrides={**UNSANDBOXED, "SHUTDOWN_GRACE": "10", "JOB_TIMEOUT": "30"}, workers=1
+)
 def test_sigterm_lets_a_job_shorter_than_the_grace_finish_then_the_worker_exits(
     own_stack: Stack, fresh_repo_name
 ):
@@ -212,7 +214,7 @@ def test_sigterm_lets_a_job_shorter_than_the_grace_finish_then_the_worker_exits(
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.stack(overrides={"SHUTDOWN_GRACE": "2", "JOB_TIMEOUT": "60"}, workers=1)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "SHUTDOWN_GRACE": "2", "JOB_TIMEOUT": "60"}, workers=1)
 def test_sigterm_interrupts_a_job_longer_than_the_grace_and_it_is_retried_later(
     own_stack: Stack, fresh_repo_name
 ):
@@ -255,7 +257,7 @@ def test_sigterm_interrupts_a_job_longer_than_the_grace_and_it_is_retried_later(
         kill_leftovers(command_pids)
 
 
-@pytest.mark.stack(overrides={"JOB_TIMEOUT": "30"}, workers=2)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "JOB_TIMEOUT": "30"}, workers=2)
 def test_a_burst_on_one_branch_processes_the_first_and_the_newest_push_only(
     own_stack: Stack, fresh_repo_name
 ):
@@ -288,7 +290,9 @@ def test_a_burst_on_one_branch_processes_the_first_and_the_newest_push_only(
     assert_no_overlap(runs(own_stack))
 
 
-@pytest.mark.stack(overrides={"SUPERSEDE_PUSHES": "false", "JOB_TIMEOUT": "30"}, workers=2)
+@pytest.mark.stack(
+    overrides={**UNSANDBOXED, "SUPERSEDE_PUSHES": "false", "JOB_TIMEOUT": "30"}, workers=2
+)
 def test_with_supersede_off_every_push_of_a_burst_is_processed_one_at_a_time(
     own_stack: Stack, fresh_repo_name
 ):
@@ -321,7 +325,7 @@ def test_with_supersede_off_every_push_of_a_burst_is_processed_one_at_a_time(
         "repetitive",
     ],
 )
-@pytest.mark.stack(overrides={"CHECKOUT_MAX_MB": "1"}, workers=1)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "CHECKOUT_MAX_MB": "1"}, workers=1)
 def test_a_checkout_past_checkout_max_mb_fails_at_once_and_leaves_nothing(
     own_stack: Stack, fresh_repo_name, content
 ):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import command_lines, wait_for
 from worker import sandbox as sandbox_module
 from worker.processing import PushContext, run_command
 from worker.sandbox import Sandbox, SandboxUnavailable, choose
@@ -132,28 +133,19 @@ def test_other_jobs_and_ghapps_files_are_out_of_sight(job, tmp_path: Path) -> No
 
 def test_what_the_command_started_dies_with_it_even_in_a_new_session(job) -> None:
     marker = f"ghapp-test-leftover-{os.getpid()}-{time.monotonic_ns()}"
-    run_in(
+    output = run_in(
         _sandbox(),
         job,
-        f"setsid sh -c 'exec -a {marker} sleep 300' >/dev/null 2>&1 & "
-        f"nohup sh -c 'exec -a {marker} sleep 300' >/dev/null 2>&1 & echo started",
+        f"setsid sh -c 'sleep 300; : {marker}' >/dev/null 2>&1 & "
+        f"nohup sh -c 'sleep 300; : {marker}' >/dev/null 2>&1 & sleep 0.2; echo started",
     )
 
-    def leftovers() -> list[str]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if marker.encode() in (entry / "cmdline").read_bytes():
-                        found.append(entry.name)
-                except OSError:
-                    pass
-        return found
+    assert output == "started\n"
 
-    deadline = time.monotonic() + 5
-    while leftovers() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert leftovers() == []
+    def leftovers() -> list[int]:
+        return [pid for pid, line in command_lines().items() if marker.encode() in line]
+
+    wait_for(lambda: not leftovers(), 5, "what the command started to be gone")
 
 
 def test_without_network_only_loopback_exists(job) -> None:
