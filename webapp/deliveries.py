@@ -10,6 +10,7 @@ import fnmatch
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,13 +19,22 @@ from urllib.parse import parse_qs
 import orjson
 
 ZERO_SHA = "0" * 40
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# Matched whole (re.fullmatch): "$" would accept a trailing newline.
+SHA_RE = re.compile(r"[0-9a-f]{40}")
 # A delivery GUID, or any id made of the characters GitHub uses; bounded so it is safe in keys.
-DELIVERY_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+DELIVERY_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+# An event name (GitHub's are lowercase words joined by "_"); it is logged, so nothing else.
+EVENT_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 # Characters git refuses in ref names (see git-check-ref-format), plus control characters.
-BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock(/|$)|^/|/$|\.$)")
+BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock(/|\Z)|\A/|/\Z|\.\Z)")
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: in a name they
+# would forge log lines, and no GitHub name, ref or URL has one.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HANDLED_INFO_EVENTS = ("installation", "installation_repositories")
 MAX_ID = 2**63  # ids are stored as Redis integers
+# How far ahead of our clock a push's ``pushed_at`` may be: GitHub's clock and ours differ by
+# seconds, and a push dated later would keep every push of its branch superseded until then.
+MAX_CLOCK_SKEW = 300
 
 
 class DeliveryError(Exception):
@@ -57,7 +67,9 @@ class PushJob:
     ref: str
     before: str
     sha: str
-    pushed_at: int = 0  # when GitHub took the push (epoch seconds): orders pushes to a branch
+    # When GitHub took the push (epoch seconds; 0: unknown), at most MAX_CLOCK_SKEW after we
+    # received it: orders pushes of a branch where their commits do not.
+    pushed_at: int = 0
 
     def as_kwargs(self) -> dict[str, Any]:
         return {
@@ -169,14 +181,25 @@ def _positive_int(value: Any, what: str) -> int:
 
 
 def _text(value: Any, what: str, limit: int) -> str:
-    """A string that is valid Unicode (JSON allows lone surrogates; Redis and git do not)."""
+    """A string that is valid Unicode (JSON allows lone surrogates; Redis and git do not) and
+    has no control character or line separator (it would forge a log line)."""
     if not isinstance(value, str) or not value or len(value) > limit:
         raise BadRequest(f"{what} is missing or not a string")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequest(f"{what} is not valid Unicode") from None
+    if CONTROL_RE.search(value):
+        raise BadRequest(f"{what} contains a control character or line separator")
     return value
+
+
+def _pushed_at(value: Any, received_at: float) -> int:
+    """GitHub's time of the push, at most MAX_CLOCK_SKEW seconds after we received it; 0 if
+    it is not a positive integer (bool is an int in Python: refused)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return 0
+    return min(value, int(received_at) + MAX_CLOCK_SKEW)
 
 
 def installation_id_of(payload: Mapping[str, Any]) -> int:
@@ -192,16 +215,21 @@ def branch_matches(branch: str, patterns: Iterable[str]) -> bool:
 
 
 def classify_push(
-    payload: Mapping[str, Any], delivery: str, push_branches: Iterable[str] = ()
+    payload: Mapping[str, Any],
+    delivery: str,
+    push_branches: Iterable[str] = (),
+    *,
+    received_at: float,
 ) -> PushJob | Ignored:
+    """The job for a push, received at ``received_at`` (epoch seconds), or why it is ignored."""
     ref = _text(payload.get("ref"), "push payload 'ref'", 1024)
     if BAD_REF_RE.search(ref):
         raise BadRequest("push payload 'ref' is not a valid git ref name")
     after = payload.get("after")
-    if not isinstance(after, str) or not SHA_RE.match(after):
+    if not isinstance(after, str) or not SHA_RE.fullmatch(after):
         raise BadRequest("push payload 'after' is not a 40-character commit sha")
     before = payload.get("before")
-    if not isinstance(before, str) or not SHA_RE.match(before):
+    if not isinstance(before, str) or not SHA_RE.fullmatch(before):
         before = ZERO_SHA
     installation_id = installation_id_of(payload)
     if payload.get("deleted") is True or after == ZERO_SHA:
@@ -220,9 +248,8 @@ def classify_push(
     clone_url = _text(_get(payload, "repository", "clone_url"), "repository.clone_url", 2048)
     if not clone_url.startswith(("https://", "http://")):
         raise BadRequest("repository.clone_url is not an http(s) URL")
-    pushed_at = _get(payload, "repository", "pushed_at")
     return PushJob(
-        pushed_at=pushed_at if isinstance(pushed_at, int) and 0 < pushed_at < MAX_ID else 0,
+        pushed_at=_pushed_at(_get(payload, "repository", "pushed_at"), received_at),
         delivery=delivery,
         installation_id=installation_id,
         repository_id=repository_id,
@@ -277,8 +304,10 @@ def read_delivery(
     secrets: Iterable[bytes],
     app_id: str | None = None,
     push_branches: Iterable[str] = (),
+    received_at: float | None = None,
 ) -> Delivery:
-    """Verify and interpret one webhook delivery; raise a DeliveryError subclass to refuse it."""
+    """Verify and interpret one webhook delivery, received at ``received_at`` (epoch seconds;
+    default: now); raise a DeliveryError subclass to refuse it."""
     verify_signature(body, headers.get("X-Hub-Signature-256"), secrets)
     target = headers.get("X-GitHub-Hook-Installation-Target-ID")
     if app_id and target and target.strip() != app_id:
@@ -289,13 +318,17 @@ def read_delivery(
     event = (headers.get("X-GitHub-Event") or "").strip()
     if not event:
         raise BadRequest("X-GitHub-Event header is missing")
+    if not EVENT_RE.fullmatch(event):
+        raise BadRequest("X-GitHub-Event header is malformed: expected an event name like push")
     delivery = (headers.get("X-GitHub-Delivery") or "").strip()
-    if not DELIVERY_RE.match(delivery):
+    if not DELIVERY_RE.fullmatch(delivery):
         raise BadRequest("X-GitHub-Delivery header is missing or malformed")
     payload, payload_json = parse_body(body, headers.get("Content-Type"))
     outcome: PushJob | Ignored | InstallationChange
     if event == "push":
-        outcome = classify_push(payload, delivery, push_branches)
+        if received_at is None:
+            received_at = time.time()
+        outcome = classify_push(payload, delivery, push_branches, received_at=received_at)
     elif event in HANDLED_INFO_EVENTS:
         outcome = classify_installation(event, payload)
     elif event == "ping":

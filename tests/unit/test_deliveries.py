@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import pytest
 
 from webapp.deliveries import (
+    MAX_CLOCK_SKEW,
     ZERO_SHA,
     BadRequest,
     BadSignature,
@@ -27,6 +28,7 @@ SECRET = b"s3cret"
 SHA = "a" * 40
 BEFORE = "b" * 40
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+NOW = 1_700_000_000.5  # when a push was received: no test reads a clock
 
 
 def push_payload(**changes: Any) -> dict[str, Any]:
@@ -167,7 +169,7 @@ def test_unsupported_content_type_is_400(content_type: str) -> None:
 
 
 def test_branch_push_becomes_a_job_with_the_pushes_identifiers() -> None:
-    job = classify_push(push_payload(), DELIVERY)
+    job = classify_push(push_payload(), DELIVERY, received_at=NOW)
     assert job == PushJob(
         delivery=DELIVERY,
         installation_id=7,
@@ -182,7 +184,7 @@ def test_branch_push_becomes_a_job_with_the_pushes_identifiers() -> None:
 
 
 def test_new_branch_push_has_zero_before() -> None:
-    job = classify_push(push_payload(before=ZERO_SHA), DELIVERY)
+    job = classify_push(push_payload(before=ZERO_SHA), DELIVERY, received_at=NOW)
     assert isinstance(job, PushJob) and job.before == ZERO_SHA
 
 
@@ -191,11 +193,11 @@ def test_new_branch_push_has_zero_before() -> None:
     [{"after": ZERO_SHA}, {"deleted": True}, {"deleted": True, "after": ZERO_SHA}],
 )
 def test_branch_deletion_is_ignored(changes: dict[str, Any]) -> None:
-    assert isinstance(classify_push(push_payload(**changes), DELIVERY), Ignored)
+    assert isinstance(classify_push(push_payload(**changes), DELIVERY, received_at=NOW), Ignored)
 
 
 def test_tag_push_is_ignored() -> None:
-    outcome = classify_push(push_payload(ref="refs/tags/v1.0"), DELIVERY)
+    outcome = classify_push(push_payload(ref="refs/tags/v1.0"), DELIVERY, received_at=NOW)
     assert isinstance(outcome, Ignored) and "tag" in outcome.reason
 
 
@@ -209,7 +211,9 @@ def test_tag_push_is_ignored() -> None:
     ],
 )
 def test_branch_matching_push_branches_is_processed(branch: str, patterns: list[str]) -> None:
-    outcome = classify_push(push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns)
+    outcome = classify_push(
+        push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns, received_at=NOW
+    )
     assert isinstance(outcome, PushJob)
 
 
@@ -218,7 +222,9 @@ def test_branch_matching_push_branches_is_processed(branch: str, patterns: list[
     [("dev", ["main"]), ("main2", ["main"]), ("Main", ["main"]), ("hotfix/1", ["release/*"])],
 )
 def test_branch_not_matching_push_branches_is_ignored(branch: str, patterns: list[str]) -> None:
-    outcome = classify_push(push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns)
+    outcome = classify_push(
+        push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns, received_at=NOW
+    )
     assert isinstance(outcome, Ignored) and "PUSH_BRANCHES" in outcome.reason
 
 
@@ -228,13 +234,16 @@ def test_branch_not_matching_push_branches_is_ignored(branch: str, patterns: lis
 )
 def test_push_without_integer_installation_id_is_400(installation: Any) -> None:
     with pytest.raises(BadRequest, match="installation.id"):
-        classify_push(push_payload(installation=installation), DELIVERY)
+        classify_push(push_payload(installation=installation), DELIVERY, received_at=NOW)
 
 
-@pytest.mark.parametrize("after", [None, "", "abc", "A" * 40, "g" * 40, "a" * 41, 123])
+@pytest.mark.parametrize(
+    "after",
+    [None, "", "abc", "A" * 40, "g" * 40, "a" * 41, 123, "a" * 40 + "\n", " " + "a" * 39],
+)
 def test_after_that_is_not_a_sha_is_400(after: Any) -> None:
     with pytest.raises(BadRequest, match="after"):
-        classify_push(push_payload(after=after), DELIVERY)
+        classify_push(push_payload(after=after), DELIVERY, received_at=NOW)
 
 
 @pytest.mark.parametrize(
@@ -252,11 +261,15 @@ def test_after_that_is_not_a_sha_is_400(after: Any) -> None:
         "refs/heads/x.lock",
         "refs/heads/a@{1}",
         "refs/heads/" + "x" * 2000,
+        "refs/heads/main\n",
+        "refs/heads/x.lock\n",
+        "refs/heads/a\u2028b",
+        "refs/heads/a\x85b",
     ],
 )
 def test_ref_that_git_would_refuse_is_400(ref: Any) -> None:
     with pytest.raises(BadRequest, match="ref"):
-        classify_push(push_payload(ref=ref), DELIVERY)
+        classify_push(push_payload(ref=ref), DELIVERY, received_at=NOW)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +284,79 @@ def test_ref_that_git_would_refuse_is_400(ref: Any) -> None:
 )
 def test_push_with_malformed_repository_is_400(repository: dict[str, Any]) -> None:
     with pytest.raises(BadRequest, match="repository"):
-        classify_push(push_payload(repository=repository), DELIVERY)
+        classify_push(push_payload(repository=repository), DELIVERY, received_at=NOW)
+
+
+def test_before_that_is_not_exactly_a_sha_reads_as_a_new_branch() -> None:
+    job = classify_push(push_payload(before=BEFORE + "\n"), DELIVERY, received_at=NOW)
+    assert isinstance(job, PushJob) and job.before == ZERO_SHA
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("full_name", "octo-org/hello\n2026-01-01 INFO forged line"),
+        ("full_name", "octo-org/hel\rlo"),
+        ("full_name", "octo-org/\x1b[31mred"),
+        ("full_name", "octo-org/hello\x7f"),
+        ("full_name", "octo-org/hello\x85"),  # NEL
+        ("full_name", "octo-org/hello\u2028forged"),
+        ("full_name", "octo-org/hello\u2029"),
+        ("full_name", "octo-org/\x00"),
+        ("clone_url", "https://github.com/octo-org/hello.git\n"),
+        ("clone_url", "https://github.com/octo-org/he\tllo.git"),
+        ("clone_url", "https://github.com/octo-org/hello.git\u2028"),
+    ],
+)
+def test_control_characters_in_a_repository_name_or_url_are_400(field: str, value: str) -> None:
+    repository = dict(push_payload()["repository"], **{field: value})
+    with pytest.raises(BadRequest) as info:
+        classify_push(push_payload(repository=repository), DELIVERY, received_at=NOW)
+    message = str(info.value)
+    assert f"repository.{field}" in message and "control character" in message
+    assert value not in message and "\n" not in message
+
+
+def test_control_characters_in_an_installation_action_are_400() -> None:
+    headers, body = signed("installation", {"action": "created\nforged", "installation": {"id": 7}})
+    with pytest.raises(BadRequest, match="control character"):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+@pytest.mark.parametrize(
+    ("pushed_at", "expected"),
+    [
+        (1_699_999_000, 1_699_999_000),
+        (int(NOW) + MAX_CLOCK_SKEW, int(NOW) + MAX_CLOCK_SKEW),  # GitHub's clock a bit ahead
+        (int(NOW) + MAX_CLOCK_SKEW + 1, int(NOW) + MAX_CLOCK_SKEW),
+        (2**62, int(NOW) + MAX_CLOCK_SKEW),  # would keep the branch's pushes superseded for ages
+        (2**64, int(NOW) + MAX_CLOCK_SKEW),
+        (True, 0),  # bool is an int in Python
+        (False, 0),
+        (0, 0),
+        (-5, 0),
+        (1.7e9, 0),
+        ("1700000000", 0),
+        (None, 0),
+        ([1], 0),
+        ({"a": 1}, 0),
+    ],
+)
+def test_pushed_at_is_a_positive_integer_at_most_a_little_after_receipt(
+    pushed_at: Any, expected: int
+) -> None:
+    repository = dict(push_payload()["repository"], pushed_at=pushed_at)
+    job = classify_push(push_payload(repository=repository), DELIVERY, received_at=NOW)
+    assert isinstance(job, PushJob) and job.pushed_at == expected
+    assert type(job.pushed_at) is int
+
+
+def test_read_delivery_caps_pushed_at_by_its_receiving_time() -> None:
+    repository = dict(push_payload()["repository"], pushed_at=2**62)
+    headers, body = signed("push", push_payload(repository=repository))
+    delivery = read_delivery(headers, body, secrets=[SECRET], received_at=NOW)
+    assert isinstance(delivery.outcome, PushJob)
+    assert delivery.outcome.pushed_at == int(NOW) + MAX_CLOCK_SKEW
 
 
 # --- read_delivery ----------------------------------------------------------------------------
@@ -321,11 +406,21 @@ def test_missing_event_or_delivery_header_is_400(header: str) -> None:
         read_delivery(headers, body, secrets=[SECRET])
 
 
-@pytest.mark.parametrize("delivery", ["a b", "x" * 101, "../../etc", "a\x00b"])
+@pytest.mark.parametrize(
+    "delivery", ["a b", "x" * 101, "../../etc", "a\x00b", "a\nb", "a\u2028b", "\u0660"]
+)
 def test_malformed_delivery_id_is_400(delivery: str) -> None:
     headers, body = signed("push", push_payload())
     headers["X-GitHub-Delivery"] = delivery
     with pytest.raises(BadRequest, match="X-GitHub-Delivery"):
+        read_delivery(headers, body, secrets=[SECRET])
+
+
+@pytest.mark.parametrize("event", ["pu sh", "pu\x85sh", "pu\u2028sh", "x" * 101, "pu/sh"])
+def test_malformed_event_name_is_400(event: str) -> None:
+    headers, body = signed("push", push_payload())
+    headers["X-GitHub-Event"] = event
+    with pytest.raises(BadRequest, match="X-GitHub-Event"):
         read_delivery(headers, body, secrets=[SECRET])
 
 
