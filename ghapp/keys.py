@@ -21,8 +21,16 @@ def payload(app: str, delivery_id: str) -> str:
 
 
 def latest_push(repository_id: int, ref: str) -> str:
-    """``"<pushed_at> <delivery>"`` of the newest push to one branch: older ones are superseded."""
+    """The newest push of one branch, ``"<pushed_at> <before>:<after>:<delivery>"``: older ones
+    are superseded. Pushes that tie (the same ``pushed_at``, neither the other's parent) are all
+    newest: one ``<before>:<after>:<delivery>`` each, or ``*`` when too many to list."""
     return f"{PREFIX}:latest:{repository_id}:{ref}"
+
+
+def push(app: str, repository_id: int, ref: str, before: str, after: str) -> str:
+    """One push accepted, whatever its delivery id (a signed body replayed under another id is
+    a duplicate): the ref last, so no ref can make two pushes' keys alike."""
+    return f"{PREFIX}:push:{app}:{repository_id}:{before}:{after}:{ref}"
 
 
 def branch_lock(repository_id: int, ref: str) -> str:

@@ -1,13 +1,17 @@
 """Turn an accepted delivery into Redis state: payload, ledger entry and job, in one round trip.
 
-A delivery id is recorded in the same Lua script as its job, so a redelivery after a 2xx is a
-duplicate, and a delivery we failed to enqueue left no record and is processed when redelivered.
+A delivery id, and the push it carries (repository, ref, before, after), are recorded in the same
+Lua script as its job, so a redelivery after a 2xx, or the same signed body replayed under another
+delivery id, is a duplicate, and a delivery we failed to enqueue left no record and is processed
+when redelivered.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from enum import Enum
+from string import Template
 
 import redis
 from rq import Queue
@@ -18,39 +22,137 @@ from ghapp import keys
 from ghapp.queueing import PUSH_JOB, hard_timeout, retry_policy
 from ghapp.redis_connection import round_trip
 
-from .deliveries import InstallationChange, PushJob
+from .deliveries import MAX_CLOCK_SKEW, ZERO_SHA, InstallationChange, PushJob
 
 # One round trip. The payload is stored first, by a plain SET: through Lua it cost Redis ten times
-# as long (about 1 µs per KB). Then one atomic script refuses a delivery already in the ledger, or
-# records it, keeps the payload, notes the branch's newest push, saves the RQ job hash and
-# pushes its id on the queue. A duplicate stored no payload (NX); a payload stored for a delivery
-# we then refused or failed to queue expires within PAYLOAD_GRACE seconds. The job hash's fields
-# that every push job shares are written into the script when it starts.
+# as long (about 1 µs per KB). Then one atomic script refuses a delivery already in the ledger,
+# or the same push under another delivery id (a signed body replayed), or records it, keeps the
+# payload, notes the branch's newest push, saves the RQ job hash and pushes its id on the queue.
+# A duplicate leaves no payload behind (NX; what it stored is dropped); a payload stored for a
+# delivery we failed to queue expires within PAYLOAD_GRACE seconds. The job hash's fields that
+# every push job shares are written into the script when it starts.
 PAYLOAD_GRACE = 60
-ENQUEUE_SCRIPT = """
--- KEYS: ledger, payload, latest push of the branch, job hash, queue list, set of queues
--- ARGV: job id, "<pushed_at> <delivery>", now, job data, description, meta
+# Pushes tied for newest (the same pushed_at, neither the other's parent) listed by name; past
+# this many, "*": each is processed.
+MAX_TIED = 8
+ENQUEUE_SCRIPT = Template("""
+-- KEYS: ledger, payload, newest push of the branch, push, job hash, queue list, set of queues
+-- ARGV: job id, pushed_at, before, after, delivery, latest believable pushed_at, now,
+--       job data, description, meta
 if redis.call("EXISTS", KEYS[1]) == 1 then
+    -- A redelivery: a payload this request stored goes (the accepted job's lives for days).
+    local ttl = redis.call("TTL", KEYS[2])
+    if ttl >= 0 and ttl <= $payload_grace then
+        redis.call("DEL", KEYS[2])
+    end
+    return 0
+end
+if redis.call("EXISTS", KEYS[4]) == 1 then
+    -- The same push under a delivery id never accepted: the payload is this delivery's own.
+    redis.call("DEL", KEYS[2])
     return 0
 end
 -- Accepted only with its payload: a SET refused (out of memory) must leave no job behind.
 if redis.call("EXISTS", KEYS[2]) == 0 then
     return redis.error_reply("the payload was not stored")
 end
-redis.call("SET", KEYS[1], ARGV[1], "EX", %(ledger_ttl)d)
-redis.call("EXPIRE", KEYS[2], %(payload_ttl)d)
--- The branch's newest push: a late redelivery of an older push must not take its place.
-local latest = redis.call("GET", KEYS[3])
-local pushed_at = tonumber(string.match(ARGV[2], "^%%d+"))
-if not latest or pushed_at >= (tonumber(string.match(latest, "^%%d+")) or 0) then
-    redis.call("SET", KEYS[3], ARGV[2], "EX", %(payload_ttl)d)
+redis.call("SET", KEYS[1], ARGV[1], "EX", $ledger_ttl)
+redis.call("SET", KEYS[4], ARGV[5], "EX", $ledger_ttl)
+redis.call("EXPIRE", KEYS[2], $payload_ttl)
+
+-- The branch's newest pushes, stored as "<pushed_at> <before>:<after>:<delivery> ...": one,
+-- or several tied. nil for anything else (another format, another type): it is replaced.
+local function read_newest(stored)
+    if type(stored) ~= "string" then
+        return nil
+    end
+    local at, rest = string.match(stored, "^(%d+) (.*)$$")
+    if not at or #at > 15 then
+        return nil
+    end
+    local members = {}
+    for token in string.gmatch(rest, "%S+") do
+        local before, after, delivery = string.match(token, "^(%x*):(%x*):([%w_%-]+)$$")
+        if delivery then
+            members[#members + 1] = {before, after, delivery}
+        elseif token == "*" or string.match(token, "^[%w_%-]+$$") then
+            members[#members + 1] = {"", "", token}  -- too many tied; or a bare delivery id
+        else
+            return nil
+        end
+    end
+    if #members == 0 then
+        return nil
+    end
+    return tonumber(at), members
 end
-redis.call("HSET", KEYS[4], "created_at", ARGV[3], "enqueued_at", ARGV[3], "data", ARGV[4],
-    "description", ARGV[5], "meta", ARGV[6], %(shared)s)
-redis.call("SADD", KEYS[6], KEYS[5])
-redis.call("RPUSH", KEYS[5], ARGV[1])
+
+local function listed(at, members)
+    local tokens = {string.format("%d", at)}
+    for _, m in ipairs(members) do
+        if m[3] == "*" or #members > $max_tied then
+            return tokens[1] .. " *"
+        end
+        tokens[#tokens + 1] = m[1] .. ":" .. m[2] .. ":" .. m[3]
+    end
+    return table.concat(tokens, " ")
+end
+
+-- Newer from the commit chain where it links (this push's before is a newest push's after: it
+-- follows it; its after is a newest push's before: it precedes it), from pushed_at otherwise.
+-- nil: the stored pushes stay newest. A stored pushed_at later than any push can have now was
+-- not written by this script: replaced.
+local function newest_with(stored, pushed_at, push)
+    local stored_at, members = read_newest(stored)
+    if not stored_at or stored_at > tonumber(ARGV[6]) then
+        return listed(pushed_at, {push})
+    end
+    local precedes, remaining = false, {}
+    for _, m in ipairs(members) do
+        if push[2] == m[1] then
+            precedes = true
+        end
+        if push[1] ~= "$zero" and push[1] == m[2] then
+            -- this push follows m: m is newest no more
+        else
+            remaining[#remaining + 1] = m
+        end
+    end
+    local follows = #remaining < #members
+    if follows and not precedes then
+        if pushed_at > stored_at or #remaining == 0 then
+            return listed(math.max(pushed_at, stored_at), {push})
+        end
+        remaining[#remaining + 1] = push
+        return listed(stored_at, remaining)
+    end
+    if precedes and not follows then
+        return nil
+    end
+    if pushed_at > stored_at then
+        return listed(pushed_at, {push})
+    end
+    if pushed_at < stored_at then
+        return nil
+    end
+    members[#members + 1] = push  -- a tie: neither supersedes the other
+    return listed(stored_at, members)
+end
+
+local pushed_at = 0
+if string.match(ARGV[2], "^%d+$$") and #ARGV[2] <= 15 then
+    pushed_at = tonumber(ARGV[2])
+end
+local newest = newest_with(redis.pcall("GET", KEYS[3]), pushed_at, {ARGV[3], ARGV[4], ARGV[5]})
+if newest then
+    redis.call("SET", KEYS[3], newest, "EX", $payload_ttl)
+end
+redis.call("HSET", KEYS[5], "created_at", ARGV[7], "enqueued_at", ARGV[7], "data", ARGV[8],
+    "description", ARGV[9], "meta", ARGV[10], $shared)
+redis.call("SADD", KEYS[7], KEYS[6])
+redis.call("RPUSH", KEYS[6], ARGV[1])
 return 1
-"""
+""")
 # The job hash's fields that differ from one push to the next; the script sets them.
 PER_JOB_FIELDS = ("created_at", "enqueued_at", "data", "description", "meta")
 
@@ -62,7 +164,8 @@ def lua_string(value: str | bytes) -> str:
 
 
 class PushQueue:
-    """Enqueues push jobs for RQ workers, deduplicated by delivery, in one Redis round trip.
+    """Enqueues push jobs for RQ workers, deduplicated by delivery and by push (repository,
+    ref, before, after), in one Redis round trip.
 
     The job hash is the one RQ itself writes for ``Queue.enqueue``, the job data left
     uncompressed; the fields all push jobs share come from a job RQ builds once, at start.
@@ -85,17 +188,21 @@ class PushQueue:
                 continue  # RQ reads a missing field as empty
             text = value.value if isinstance(value, Enum) else value
             shared += [lua_string(name), lua_string(text if isinstance(text, bytes) else str(text))]
-        source = ENQUEUE_SCRIPT % {
-            "ledger_ttl": keys.LEDGER_TTL,
-            "payload_ttl": keys.PAYLOAD_TTL,
-            "shared": ", ".join(shared),
-        }
+        source = ENQUEUE_SCRIPT.substitute(
+            ledger_ttl=keys.LEDGER_TTL,
+            payload_ttl=keys.PAYLOAD_TTL,
+            payload_grace=PAYLOAD_GRACE,
+            max_tied=MAX_TIED,
+            zero=ZERO_SHA,
+            shared=", ".join(shared),
+        )
         self.connection = queue.connection
         self.script = self.connection.register_script(source)
         self.dumps = queue.serializer.dumps
 
     def enqueue(self, push: PushJob, payload_json: bytes, *, app: str) -> str | None:
-        """Enqueue ``push`` unless its delivery was accepted before; the job id, or None."""
+        """Enqueue ``push`` unless its delivery, or the same push of the same branch under
+        another delivery id, was accepted before; the job id, or None."""
         payload_key = keys.payload(app, push.delivery)
         job_id = uuid.uuid4().hex
         kwargs = {**push.as_kwargs(), "payload_key": payload_key}
@@ -105,13 +212,18 @@ class PushQueue:
             keys.delivery(app, push.delivery),
             payload_key,
             keys.latest_push(push.repository_id, push.ref),
+            keys.push(app, push.repository_id, push.ref, push.before, push.sha),
             Job.key_for(job_id),
             self.queue.key,
             self.queue.redis_queues_keys,
         )
         script_args = (
             job_id,
-            f"{push.pushed_at} {push.delivery}",
+            int(push.pushed_at),
+            push.before,
+            push.sha,
+            push.delivery,
+            int(time.time()) + MAX_CLOCK_SKEW,
             utcformat(now()),
             self.dumps((PUSH_JOB, None, (), kwargs)),
             f"push {push.repository} {push.ref} {push.sha[:12]}",

@@ -28,11 +28,25 @@ def superseded_by(
     connection: redis.Redis, repository_id: int, ref: str, delivery: str
 ) -> str | None:
     """The delivery of a newer push to the same branch, if one was accepted after ours."""
-    latest = connection.get(keys.latest_push(repository_id, ref))
+    try:
+        latest = connection.get(keys.latest_push(repository_id, ref))
+    except redis.ResponseError:  # not a string: nothing we wrote
+        return None
+    return newer_than(latest, delivery)
+
+
+def newer_than(latest: bytes | None, delivery: str) -> str | None:
+    """Of the branch's newest pushes as the enqueue stores them (``keys.latest_push``), one
+    newer than ``delivery``'s: None if ``delivery`` is among them, they tie past listing
+    (``*``), or nothing readable is stored (processing is then the safe side)."""
     if latest is None:
         return None
-    latest_delivery = latest.decode().rpartition(" ")[2]  # "<pushed_at> <delivery>"
-    return None if latest_delivery == delivery else latest_delivery
+    _, _, rest = latest.decode(errors="replace").partition(" ")
+    # "<before>:<after>:<delivery>", or the bare delivery of the format before it.
+    newest = [token.rpartition(":")[2] for token in rest.split()]
+    if not newest or "*" in newest or delivery in newest:
+        return None
+    return newest[0]
 
 
 @contextmanager

@@ -3,6 +3,7 @@ long as its job needs it, and the round trip survives a restarted Redis or a dro
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import uuid
 import zlib
@@ -17,7 +18,8 @@ from ghapp import keys
 from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.queueing import PUSH_JOB, RETRY_INTERVALS, hard_timeout, retry_policy
 from tests.support import push_job
-from webapp.accept import PAYLOAD_GRACE, PushQueue
+from webapp.accept import PushQueue
+from webapp.deliveries import ZERO_SHA
 from webapp.errors import answer_for
 
 APP = "1"
@@ -82,11 +84,52 @@ def test_the_payload_lives_as_long_as_its_job_and_a_duplicate_leaves_none(own_re
     assert connection.get(payload_key) == b'{"first": true}'
     assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
 
-    # A redelivery after the job ran (the worker deleted the payload): what it stored goes soon.
+    # A redelivery after the job ran (the worker deleted the payload): what it stored goes.
     connection.delete(payload_key)
     assert pushes.enqueue(change, b'{"third": true}', app=APP) is None
-    assert 0 < connection.ttl(payload_key) <= PAYLOAD_GRACE
+    assert not connection.exists(payload_key)
     assert connection.llen(Queue("ghapp", connection=connection).key) == 1
+
+
+def test_the_same_push_under_another_delivery_id_is_a_duplicate(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    queue = Queue("ghapp", connection=connection)
+    pushes = PushQueue(queue, job_timeout=60)
+    change = push_job()
+    assert pushes.enqueue(change, b"{}", app=APP)
+    push_key = keys.push(APP, change.repository_id, change.ref, change.before, change.sha)
+    assert connection.ttl(push_key) > keys.LEDGER_TTL - 60
+
+    # A signed body replayed with a made-up X-GitHub-Delivery: refused, nothing kept.
+    replay = dataclasses.replace(change, delivery=str(uuid.uuid4()))
+    assert pushes.enqueue(replay, b"{}", app=APP) is None
+    assert not connection.exists(keys.payload(APP, replay.delivery))
+    assert not connection.exists(keys.delivery(APP, replay.delivery))
+    assert queue.count == 1
+    # Its own id is not burnt: were it GitHub's, a redelivery of it is refused the same way.
+    assert pushes.enqueue(replay, b"{}", app=APP) is None
+
+    # Another push of the same commit is not a duplicate: another branch, another starting
+    # commit, another repository, another App.
+    others = [
+        dataclasses.replace(change, ref="refs/heads/other"),
+        dataclasses.replace(change, before="1" * 40),
+        dataclasses.replace(change, repository_id=43),
+    ]
+    for other in others:
+        assert pushes.enqueue(
+            dataclasses.replace(other, delivery=str(uuid.uuid4())), b"{}", app=APP
+        )
+    assert pushes.enqueue(replay, b"{}", app="2")
+    assert queue.count == 5
+
+
+def test_a_boolean_or_huge_pushed_at_is_stored_as_a_number(own_redis_url: str):
+    connection = redis.Redis.from_url(own_redis_url)
+    pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
+    # bool is an int in Python: "True" once reached the script, which failed comparing nil.
+    assert pushes.enqueue(push_job(pushed_at=True), b"{}", app=APP)
+    assert connection.get(keys.latest_push(42, "refs/heads/main")).startswith(b"1 ")
 
 
 def test_the_script_is_loaded_again_when_redis_no_longer_has_it(own_redis_url: str):
@@ -144,7 +187,7 @@ def test_the_script_accepts_no_delivery_whose_payload_is_missing(own_redis_url: 
     payload = keys.payload(APP, change.delivery)
     with pytest.raises(redis.ResponseError, match="payload was not stored"):
         pushes.script(
-            keys=[ledger, payload, "latest", "job", queue.key, "queues"],
-            args=["j", "1 d", "t", "", "", ""],
+            keys=[ledger, payload, "latest", "push", "job", queue.key, "queues"],
+            args=["j", "1", ZERO_SHA, "a" * 40, "d", "9" * 10, "t", "", "", ""],
         )
     assert connection.dbsize() == 0
