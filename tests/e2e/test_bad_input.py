@@ -595,7 +595,22 @@ BAD_SHAS = st.one_of(
     .filter(lambda s: any(c in "ABCDEF" for c in s)),
     st.text(min_size=40, max_size=40).filter(lambda s: not re.fullmatch("[0-9a-f]{40}", s)),
     st.text(alphabet="0123456789abcdef", min_size=40, max_size=40).map(lambda s: f" {s}"),
+    # A sha and a line end: "$" let it through, and its fetch was retried for minutes.
+    st.text(alphabet="0123456789abcdef", min_size=40, max_size=40).map(lambda s: f"{s}\n"),
 )
+# Control characters (C0, DEL, C1) and Unicode line separators: they would forge log lines.
+CONTROLS = st.one_of(
+    st.integers(0, 0x1F), st.integers(0x7F, 0x9F), st.sampled_from([0x2028, 0x2029])
+).map(chr)
+
+
+@st.composite
+def with_control(draw: st.DrawFn, text: str) -> str:
+    """``text`` with a control character put somewhere in it (or at its end)."""
+    at = draw(st.integers(0, len(text)))
+    return text[:at] + draw(CONTROLS) + text[at:]
+
+
 NON_HTTP_URLS = st.one_of(
     st.none(),
     st.integers(),
@@ -615,6 +630,7 @@ NON_HTTP_URLS = st.one_of(
         ]
     ),
     st.text(max_size=30).filter(lambda s: not s.startswith(("http://", "https://"))),
+    with_control("github.com/octo-org/r.git").map(lambda rest: "https://" + rest),
 )
 FULL_NAMES = st.one_of(
     st.none(),
@@ -622,6 +638,7 @@ FULL_NAMES = st.one_of(
     st.text(max_size=30).filter(lambda s: s.count("/") != 1),
     st.text(alphabet="ab/", min_size=3, max_size=30).filter(lambda s: s.count("/") > 1),
     st.integers(201, 400).map(lambda n: "o/" + "r" * n),
+    with_control("octo-org/hello"),  # one slash, and a character that forges log lines
 )
 
 
@@ -760,7 +777,7 @@ def bad_refs(draw: st.DrawFn) -> Any:
         part = draw(st.sampled_from(BAD_REF_PARTS))
         return prefix + draw(REF_TEXT) + part + draw(REF_TEXT)
     if shape == "control":
-        part = chr(draw(st.integers(0, 0x1F)))
+        part = draw(CONTROLS)
         return prefix + draw(REF_TEXT) + part + draw(REF_TEXT)
     if shape == "end":
         return prefix + draw(REF_TEXT) + draw(st.sampled_from(["/", ".", ".lock", "main.lock"]))
@@ -777,7 +794,14 @@ def test_bad_refs_are_refused(stack: Stack, push: dict[str, Any], guard: Guard):
     def case(ref: Any) -> None:
         check(guard.signed(dumps(dict(push, ref=ref))), status=400)
 
-    for ref in ("refs/heads/../main", "refs/heads/main\n", "refs/heads/ma@{in", "refs/heads/"):
+    for ref in (
+        "refs/heads/../main",
+        "refs/heads/main\n",
+        "refs/heads/ma@{in",
+        "refs/heads/",
+        "refs/heads/main\u2028",
+        "refs/heads/ma\x85in",
+    ):
         check(guard.signed(dumps(dict(push, ref=ref))), status=400)
     case()
     guard.finish()
@@ -991,6 +1015,60 @@ def test_lone_surrogate_in_a_key_field_is_refused(
     answer = guard.signed(body)  # leaves a traceback in the session's web log
     assert not job_ids(stack) - guard.jobs_before  # a 500, but no job either
     check(answer, status=400)
+
+
+EXACT_CASES = {
+    "after-with-line-end": ("after", "a" * 40 + "\n", "'after'"),
+    "full-name-forging-a-log-line": (
+        "repository.full_name",
+        "octo-org/x\n2026-01-01 ERROR forged",
+        "repository.full_name",
+    ),
+    "full-name-line-separator": ("repository.full_name", "octo-org/x\u2028y", "full_name"),
+    "full-name-escape": ("repository.full_name", "octo-org/\x1b[2Jx", "repository.full_name"),
+    "clone-url-line-end": ("repository.clone_url", "https://x.test/o/r.git\n", "clone_url"),
+    "ref-next-line": ("ref", "refs/heads/main\x85", "'ref'"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT_CASES))
+def test_a_value_with_a_line_end_or_control_character_is_refused(
+    stack: Stack, push: dict[str, Any], guard: Guard, name: str
+):
+    path, value, named = EXACT_CASES[name]
+    payload = json.loads(json.dumps(push))
+    set_path(payload, tuple(path.split(".")), value)
+    answer = guard.signed(dumps(payload))
+    check(answer, status=400)
+    assert named in answer.json()["error"], answer.text
+    guard.finish()
+
+
+# Not integers GitHub would send, or integers far from now: pushed_at is only a hint of order.
+ODD_PUSHED_AT = [True, False, None, 2**62, 2**64, 10**30, -1, 0, 1.5, "1700000000", [], {"a": 1}]
+
+
+def test_a_push_with_any_pushed_at_is_queued_never_a_5xx(stack: Stack, push: dict[str, Any]):
+    """A correctly signed push whose repository.pushed_at is odd is still a push: queued (202),
+    not refused by Redis (``true`` once failed the enqueue script: 503 "out of memory?")."""
+    log_offset = len(stack.web.output())
+    repo = push["repository"]["full_name"]
+    before = push["after"]
+    jobs = []
+    for value in ODD_PUSHED_AT:
+        sha = stack.simulator.commit(repo, files={"a.txt": f"{value!r}\n"}, message="odd")
+        payload = stack.simulator.push_payload(repo, before=before, after=sha)
+        payload["repository"]["pushed_at"] = value
+        answer = stack.post(payload)
+        assert answer.status_code == 202, (value, answer.status_code, answer.text)
+        jobs.append(answer.json()["job_id"])
+        before = sha
+    results = [wait_job(stack.redis, job_id, timeout=60) for job_id in jobs]
+    assert [job.get_status() for job in results] == ["finished"] * len(jobs)
+    # Each push follows the one before: the last is the newest, whatever the dates said (the
+    # pushes dated 2**62 and later did not keep it superseded).
+    assert results[-1].return_value()["status"] == "processed"
+    assert "Traceback" not in stack.web.output()[log_offset:]
 
 
 PING = dumps({"zen": "Keep it logically awesome.", "hook_id": 1})
