@@ -5,6 +5,7 @@ and never a number an attacker chose over the facts."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import redis
 from rq import Queue
 
 from ghapp import keys
-from tests.support import push_job
+from tests.e2e.conftest import Stack
+from tests.support import failure_text, push_job, wait_job
 from webapp.accept import MAX_TIED, PushQueue
 from webapp.deliveries import MAX_CLOCK_SKEW, ZERO_SHA, PushJob
 from worker.branch_lock import superseded_by
@@ -189,3 +191,26 @@ def test_the_previous_format_is_read_and_ordered_by_time(
     newest = push(T + 1)
     accept(pushes, newest)
     assert superseded_by(connection, 42, REF, waiting) == newest.delivery
+
+
+def test_a_body_replayed_under_a_new_delivery_id_is_a_duplicate(stack: Stack, fresh_repo_name):
+    repo = stack.repository(fresh_repo_name)
+    payload = stack.simulator.push_payload(
+        repo.full_name, before=None, after=stack.simulator.branch_tip(repo.full_name)
+    )
+    body = json.dumps(payload).encode()
+    first = stack.post(body)
+    assert first.status_code == 202, first.text
+    # The signature covers the body, not X-GitHub-Delivery: anyone who saw one delivery could
+    # otherwise have it processed again and again.
+    replays = [stack.post(body, delivery=str(uuid.uuid4())) for _ in range(3)]
+    assert [(a.status_code, a.json()["status"]) for a in replays] == [(200, "duplicate")] * 3
+    job = wait_job(stack.redis, first.json()["job_id"])
+    assert job.get_status() == "finished", failure_text(job)
+    assert stack.post(body, delivery=str(uuid.uuid4())).json()["status"] == "duplicate"
+    # The next push of the branch is a push of its own.
+    sha = stack.simulator.commit(repo.full_name, files={"b.txt": "2\n"}, message="two")
+    following = stack.simulator.push_payload(repo.full_name, before=payload["after"], after=sha)
+    answer = stack.post(following)
+    assert answer.status_code == 202, answer.text
+    assert wait_job(stack.redis, answer.json()["job_id"]).return_value()["status"] == "processed"
