@@ -5,7 +5,8 @@
 2. acknowledge with 50,000 jobs waiting;
 3. push to processed: 500 pushes over 20 repositories, 1, 2 and 4 worker processes;
 4. checkout of one commit of a long-history repository vs git's shallow and full clones;
-5. peak memory of the web and worker processes.
+5. peak memory of the web and worker processes;
+6. 100,000 fuzzed deliveries (bench/fuzz.py): answers by status, any 5xx with its cause.
 
 Usage: ./run bench [--rounds N] [--seconds S] [--quick]
 """
@@ -51,7 +52,7 @@ APP_ID = "1"
 INSTALLATION = 1
 BACKLOG = 50_000
 WEB_WORKERS = 2  # WEB_CONCURRENCY for ghapp, -w for the references: the same for all
-SECTIONS = ("acknowledge", "backlog", "processed", "checkout")
+SECTIONS = ("acknowledge", "backlog", "processed", "checkout", "fuzz")
 
 
 # ---------------------------------------------------------------- figures and the report
@@ -851,6 +852,10 @@ def main() -> int:
         report.add("## 5. Peak memory (VmHWM)")
         report.add()
         report.table(["process", "peak RSS"], [[k, f"{v:.0f} MiB"] for k, v in peaks.items()])
+        if "fuzz" in args.only:
+            from bench.fuzz import run_fuzz  # 100,000 mutated deliveries; prints its counts
+
+            run_fuzz(report.add)
     finally:
         bench.close()
         shutil.rmtree(home, ignore_errors=True)
