@@ -71,7 +71,7 @@ class EmbeddedRedis:
             "maxmemory-policy noeviction\n"
         )
         args = [
-            redis_server_binary(),
+            self._private_binary(),
             "-",  # the rest of the configuration, the password among it, from standard input
             "--port",
             "0",
@@ -124,6 +124,17 @@ class EmbeddedRedis:
                 time.sleep(0.02)
         client.close()
         return self.url
+
+    def _private_binary(self) -> str:
+        """redis-server copied beside its socket, executable but not readable: the kernel then
+        runs it non-dumpable, so a process of the same user cannot read its memory (the
+        password, the queued payloads) through /proc."""
+        assert self._socket_dir is not None
+        private = Path(self._socket_dir) / "redis-server"
+        if not private.exists():
+            shutil.copyfile(redis_server_binary(), private)
+        private.chmod(0o100)
+        return str(private)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (it writes its data first) and remove its socket directory."""
