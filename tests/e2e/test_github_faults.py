@@ -193,13 +193,16 @@ def test_fresh_token_git_does_not_know_yet_is_tried_again(stack: Stack, fresh_re
     repo = stack.repository(fresh_repo_name)
     git_path = f"/{repo.full_name}.git"
     mark = len(stack.simulator.requests)
-    stack.simulator.inject_failure("*", git_path, 401, times=1, headers=GIT_401)
+    # git asks first without a credential (a 401 fetches it from the credential helper), then
+    # with it: the second refusal is the fresh token's.
+    stack.simulator.inject_failure("*", git_path, 401, times=2, headers=GIT_401)
     job = push(stack, repo.full_name)
     assert job.get_status() == JobStatus.FINISHED, failure_text(job)
     (mint,) = mints_for(stack, repo.id)
     fetches = requests_since(stack, mark, "*", git_path)
-    assert [r.status for r in fetches][0] == 401 and fetches[-1].status == 200
-    assert {basic_token(r) for r in fetches} == {mint.token}
+    with_token = [r for r in fetches if basic_token(r)]
+    assert with_token[0].status == 401 and fetches[-1].status == 200
+    assert {basic_token(r) for r in with_token} == {mint.token}
 
 
 def test_stale_cached_token_is_dropped_and_a_fresh_one_minted_once(
@@ -213,8 +216,8 @@ def test_stale_cached_token_is_dropped_and_a_fresh_one_minted_once(
 
     stack.simulator.commit(repo.full_name, files={"second": "2\n"}, message="second")
     mark = len(stack.simulator.requests)
-    # GitHub no longer accepts the cached token: refused whenever it is tried (git gives up at
-    # the first 401, one request per fetch; a second refusal covers a retry of the same token).
+    # GitHub no longer accepts the cached token: git's first request, without a credential, and
+    # its second, with the cached token, are refused.
     stack.simulator.inject_failure("*", git_path, 401, times=2, headers=GIT_401)
     second = push(stack, repo.full_name)
     assert second.get_status() == JobStatus.FINISHED, failure_text(second)
