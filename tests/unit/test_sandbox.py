@@ -163,3 +163,19 @@ def test_with_network_the_hosts_interfaces_are_there(job) -> None:
         if ":" in line
     }
     assert interfaces == host
+
+
+def test_a_worker_where_bubblewrap_cannot_run_fails_command_jobs_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ghapp.settings import Settings
+    from worker.runtime import Runtime
+
+    monkeypatch.setattr(sandbox_module, "find_bwrap", lambda: None)
+    auto = Runtime(Settings(process_command="make check"))
+    assert auto.sandbox is None
+    assert auto.sandbox_error and "SANDBOX=auto" in auto.sandbox_error
+    unsandboxed = Runtime(Settings(process_command="make check", sandbox="none"))
+    assert unsandboxed.sandbox is None and unsandboxed.sandbox_error is None
+    processor_only = Runtime(Settings(processor="m:f"))
+    assert processor_only.sandbox_error is None  # nothing of the repository's runs
