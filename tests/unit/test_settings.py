@@ -228,3 +228,19 @@ def test_environment_without_dotenv_file_is_the_process_environment(
     monkeypatch.setenv("GHAPP_TEST_ONLY_PROCESS", "yes")
     merged = environment(tmp_path / "absent.env")
     assert merged["GHAPP_TEST_ONLY_PROCESS"] == "yes"
+
+
+def test_sandbox_settings_and_their_one_line_refusals() -> None:
+    settings = load_settings({})
+    assert (settings.sandbox, settings.sandbox_network, settings.process_env) == ("auto", True, ())
+    assert settings.checkout_max_files == 100_000
+    settings = load_settings(
+        {"SANDBOX": "none", "SANDBOX_NETWORK": "off", "PROCESS_ENV": "NPM_TOKEN, CI"}
+    )
+    assert (settings.sandbox, settings.sandbox_network) == ("none", False)
+    assert settings.process_env == ("NPM_TOKEN", "CI")
+    with pytest.raises(ConfigError, match="SANDBOX='docker' is not one of auto, bwrap, none"):
+        load_settings({"SANDBOX": "docker"})
+    for secret in ("GITHUB_PRIVATE_KEY", "REDIS_URL", "HEROKU_REDIS_RED_URL"):
+        with pytest.raises(ConfigError, match=f"PROCESS_ENV names {secret}"):
+            load_settings({"PROCESS_ENV": f"CI,{secret}"})
