@@ -147,6 +147,12 @@ def main():
             report["written"].append(name)
         except OSError:
             pass
+    # Something its worker cannot list or empty, left in the checkout.
+    os.makedirs("locked/inner", exist_ok=True)
+    with open("locked/inner/f", "w") as handle:
+        handle.write("x")
+    os.chmod("locked/inner", 0)
+    os.chmod("locked", 0)
     report["environment"] = dict(os.environ)
     print("ATTACK-REPORT " + json.dumps(report), flush=True)
 

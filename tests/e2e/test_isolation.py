@@ -229,6 +229,8 @@ def test_in_the_sandbox_a_hostile_repository_reaches_nothing(served: Served) -> 
     assert environment["HOME"] == "/tmp/home"
     assert_no_secret_anywhere(served, report)
 
+    # Its job directory is gone, with what it made unreadable.
+    wait_for(lambda: not list((served.home / "tmp").glob("ghapp-job-*")), 10, "the job's directory")
     # What it started in a new session died with it.
     wait_for(
         lambda: (
