@@ -26,6 +26,9 @@ timeout = 30
 graceful_timeout = 25  # within Heroku's 30 s between SIGTERM and SIGKILL
 keepalive = 5
 errorlog = "-"
+# No ~/.gunicorn/gunicorn.ctl (gunicorn ≥ 25.1 opens one by default): anything running as this
+# user, the processing step included, could remove web workers through it.
+control_socket_disable = True
 
 
 def on_starting(server: object) -> None:
