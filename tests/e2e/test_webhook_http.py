@@ -98,12 +98,14 @@ def test_redelivery_of_an_accepted_delivery_is_a_duplicate_and_runs_once(
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
     wait_job(stack.redis, first.json()["job_id"])
-    # Concurrent redeliveries too: exactly one of many is accepted.
+    # Concurrent redeliveries too: exactly one of many is accepted. (Another push: the same
+    # push under another delivery id is a duplicate as well.)
     other = str(uuid.uuid4())
+    another = push_payload(stack, fresh_repo_name + "-concurrent")
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: stack.post(payload, delivery=other), range(8)))
+        answers = list(pool.map(lambda _: stack.post(another, delivery=other), range(8)))
     assert sorted(a.status_code for a in answers) == [200] * 7 + [202]
     wait_job(stack.redis, next(a for a in answers if a.status_code == 202).json()["job_id"])
     assert len(stack.record(delivery)) == 1
