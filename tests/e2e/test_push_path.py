@@ -170,3 +170,11 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
         "payload_key",
     }
     assert len(json.dumps(job.kwargs)) < 1000
+
+
+def test_a_job_failed_for_good_drops_its_payload(stack: Stack, fresh_repo_name):
+    repo = stack.repository(fresh_repo_name, files={"ghapp-test.sh": "echo broken; exit 3\n"})
+    _, job = send_push(stack, repo.full_name, stack.simulator.branch_tip(repo.full_name))
+    assert job.get_status() == "failed" and job.retries_left == 0
+    assert "status 3" in failure_text(job)
+    assert not stack.redis.exists(job.kwargs["payload_key"])
