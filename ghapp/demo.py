@@ -126,9 +126,10 @@ def run_demo() -> int:
             )
             if job.get_status() != JobStatus.FINISHED:
                 result = job.latest_result()
-                say("the job failed:\n" + (result.exc_string if result else "no result"))
+                say("the job failed:\n" + ((result.exc_string if result else None) or "no result"))
                 return 1
             result = job.return_value()
+            assert isinstance(result, dict), result
             say(
                 f"processed {repo.full_name} at {result['sha']} — checkout summary: "
                 f"{result['summary']['files']} files, {result['summary']['bytes']} bytes"

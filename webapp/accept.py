@@ -246,10 +246,10 @@ def record_installation(connection: redis.Redis, change: InstallationChange) -> 
     key = keys.installation(change.installation_id)
     repos = keys.installation_repositories(change.installation_id)
     with connection.pipeline() as pipe:
-        fields = {"id": str(change.installation_id), "action": change.action}
+        fields = ["id", str(change.installation_id), "action", change.action]
         if change.account:
-            fields["account"] = change.account
-        pipe.hset(key, mapping=fields)
+            fields += ["account", change.account]
+        pipe.hset(key, items=fields)
         if change.action == "created":
             pipe.delete(repos)
         if change.repositories_added:

@@ -282,8 +282,9 @@ def _is_text(value: Any) -> bool:
 def classify_installation(event: str, payload: Mapping[str, Any]) -> InstallationChange:
     action = _text(payload.get("action"), f"{event} payload 'action'", 100)
     account = _get(payload, "installation", "account", "login")
+    removed: tuple[str, ...] = ()
     if event == "installation":
-        added, removed = _names(payload.get("repositories")), ()
+        added = _names(payload.get("repositories"))
     else:
         added = _names(payload.get("repositories_added"))
         removed = _names(payload.get("repositories_removed"))

@@ -29,7 +29,7 @@ def superseded_by(
 ) -> str | None:
     """The delivery of a newer push to the same branch, if one was accepted after ours."""
     try:
-        latest = connection.get(keys.latest_push(repository_id, ref))
+        latest: bytes | None = connection.get(keys.latest_push(repository_id, ref))  # type: ignore[assignment]
     except redis.ResponseError:  # not a string: nothing we wrote
         return None
     return newer_than(latest, delivery)

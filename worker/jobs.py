@@ -12,7 +12,7 @@ from typing import Any
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from ghapp.queueing import retry_policy
+from ghapp.queueing import PUSH_JOB, retry_policy
 
 from . import runtime
 from .branch_lock import branch_lock, superseded_by
@@ -107,12 +107,12 @@ def _process(
     raw = job.connection.get(payload_key) if payload_key else None
     payload = json.loads(raw) if raw else {}
     tokens = rt.tokens(job.connection)
-    scope = {"repository_ids": (repository_id,), "permissions": PERMISSIONS}
+    repository_ids = (repository_id,)
 
     def get_token(refresh: bool) -> Token:
         if refresh:
-            tokens.forget(installation_id, **scope)
-        return tokens.token(installation_id, **scope)
+            tokens.forget(installation_id, repository_ids=repository_ids, permissions=PERMISSIONS)
+        return tokens.token(installation_id, repository_ids=repository_ids, permissions=PERMISSIONS)
 
     with workspace() as root:
         checkout = root / "checkout"
@@ -155,7 +155,7 @@ def _reschedule(job: Job, exc: RateLimited, identity: dict[str, str]) -> dict[st
     queue = Queue(job.origin, connection=job.connection)
     again = queue.enqueue_in(
         timedelta(seconds=wait),
-        job.func_name,
+        PUSH_JOB,
         kwargs=job.kwargs,
         job_timeout=job.timeout,
         description=job.description,

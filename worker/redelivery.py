@@ -112,8 +112,12 @@ def redeliver_failed() -> dict[str, Any]:
             if not connection.set(keys.redelivery_asked(guid), item["id"], nx=True, ex=ASKED_TTL):
                 continue
             path = f"/app/hook/deliveries/{item['id']}/attempts"
+
+            def ask(bearer: str, path: str = path) -> object:
+                return rt.api.request("POST", path, bearer)
+
             try:
-                tokens.call_as_app(lambda bearer, p=path: rt.api.request("POST", p, bearer))
+                tokens.call_as_app(ask)
             except Exception:
                 connection.delete(keys.redelivery_asked(guid))  # not asked after all: next run
                 raise

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 MAX_JWT_LIFETIME = 600
@@ -42,7 +43,10 @@ class AppJwtVerifier:
         self, app_id: str, public_key_pem: bytes, clock: Callable[[], float] = time.time
     ) -> None:
         self.app_id = str(app_id)
-        self._public_key = load_pem_public_key(public_key_pem)
+        key = load_pem_public_key(public_key_pem)
+        if not isinstance(key, RSAPublicKey):
+            raise ValueError("a GitHub App's public key is an RSA key")
+        self._public_key = key
         self._clock = clock
 
     def verify(self, authorization: str | None, now: float | None = None) -> dict[str, Any]:

@@ -88,9 +88,9 @@ class SimulatorApp:
             installation_id = int(match["id"])
             response = mint_access_token(request, installation_id, self._registry, self._verifier)
             return response(environ, start_response)
-        response = self._route_hooks(request, path)
-        if response is not None:
-            return response(environ, start_response)
+        hooks = self._route_hooks(request, path)
+        if hooks is not None:
+            return hooks(environ, start_response)
         match = _GIT.match(path)
         if match and request.method in ("GET", "POST"):
             full_name = f"{match['owner']}/{match['name']}"
