@@ -13,6 +13,7 @@ from pathlib import Path
 
 from worker.processing import PushContext, run_command
 from worker.sandbox import SandboxUnavailable, choose
+from worker.workspace import JobDirectory
 
 RUNS = 40
 COMMANDS = {
@@ -86,7 +87,7 @@ def run_sandbox_cost(add: Callable[..., None]) -> None:
                     run_command(
                         command,
                         context,
-                        event_path=home / "event.json",
+                        job_dir=JobDirectory(home),
                         timeout=60,
                         sandbox=box,
                     )

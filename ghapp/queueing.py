@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rq import Retry
 
-PUSH_JOB = "worker.jobs.process_push"
 # The job stops its own work at JOB_TIMEOUT; RQ's hard stop comes this much later, leaving time
 # to kill the processing command and remove the checkout.
 CLEANUP_SECONDS = 10

@@ -8,6 +8,7 @@ when redelivered.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from enum import Enum
@@ -19,7 +20,8 @@ from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
 from ghapp import keys
-from ghapp.queueing import PUSH_JOB, hard_timeout, retry_policy
+from ghapp.push_job import FUNCTION as PUSH_JOB
+from ghapp.queueing import hard_timeout, retry_policy
 from ghapp.redis_connection import round_trip
 
 from .deliveries import MAX_CLOCK_SKEW, ZERO_SHA, InstallationChange, PushJob
@@ -205,7 +207,7 @@ class PushQueue:
         another delivery id, was accepted before; the job id, or None."""
         payload_key = keys.payload(app, push.delivery)
         job_id = uuid.uuid4().hex
-        kwargs = {**push.as_kwargs(), "payload_key": payload_key}
+        kwargs = dataclasses.replace(push, payload_key=payload_key).to_kwargs()
         # RQ's job data is its serializer's (function, instance, args, kwargs); RQ compresses
         # it, and reads it back uncompressed as well: compressing would cost more than it saves.
         script_keys = (

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ghapp.push_job import PushJob
+
 ZERO_SHA = "0" * 40
 # Matched whole (re.fullmatch): "$" would accept a trailing newline.
 SHA_RE = re.compile(r"[0-9a-f]{40}")
@@ -53,35 +55,6 @@ class BadRequest(DeliveryError):
 
 class WrongApp(DeliveryError):
     status = 403
-
-
-@dataclass(frozen=True)
-class PushJob:
-    """The identifiers a worker needs to process one push; never a secret."""
-
-    delivery: str
-    installation_id: int
-    repository_id: int
-    repository: str
-    clone_url: str
-    ref: str
-    before: str
-    sha: str
-    # When GitHub took the push (epoch seconds; 0: unknown), at most MAX_CLOCK_SKEW after we
-    # received it: orders pushes of a branch where their commits do not.
-    pushed_at: int = 0
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "delivery": self.delivery,
-            "installation_id": self.installation_id,
-            "repository_id": self.repository_id,
-            "repository": self.repository,
-            "clone_url": self.clone_url,
-            "ref": self.ref,
-            "before": self.before,
-            "sha": self.sha,
-        }
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from .checkout import CheckoutFailed, CheckoutTimedOut, Limits, fetch_commit
 from .failures import Permanent, Transient
@@ -29,6 +30,12 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
 
+class TokenGetter(Protocol):
+    """The job's installation token: cached, or (``fresh``) minted anew."""
+
+    def __call__(self, *, fresh: bool = False) -> Token: ...
+
+
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter, for the ``attempt``-th retry (1-based)."""
     return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt))
@@ -40,7 +47,7 @@ def fetch_with_retries(
     clone_url: str,
     sha: str,
     github_url: str,
-    get_token: Callable[[bool], Token],
+    get_token: TokenGetter,
     limits: Limits,
     deadline: float,
     clock: Callable[[], float] = time.time,
@@ -48,8 +55,8 @@ def fetch_with_retries(
 ) -> None:
     """Fetch ``sha`` into ``path``: each attempt within ``limits`` (CHECKOUT_TIMEOUT, _MAX_MB,
     _MAX_FILES), all of them before ``deadline`` (``time.monotonic()``, the job's JOB_TIMEOUT).
-    ``get_token(True)`` must drop the cached token and mint a fresh one."""
-    token = get_token(False)
+    ``get_token(fresh=True)`` must drop the cached token and mint a fresh one."""
+    token = get_token()
     refreshed = False
     failures = 0
     while True:
@@ -83,7 +90,7 @@ def fetch_with_retries(
                 if not refreshed:
                     log.info("the cached token was refused: minting a fresh one")
                     refreshed = True
-                    token = get_token(True)
+                    token = get_token(fresh=True)
                     continue
                 raise Permanent(
                     f"{exc}: a freshly minted token was refused too; check that the App is "

@@ -12,15 +12,17 @@ from typing import Any
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from ghapp.queueing import PUSH_JOB, retry_policy
+from ghapp.push_job import FUNCTION as PUSH_JOB
+from ghapp.push_job import PushJob
+from ghapp.queueing import retry_policy
 
 from . import runtime
 from .branch_lock import branch_lock, superseded_by
 from .checkout import Limits
-from .failures import Permanent, RateLimited
+from .failures import Permanent, RateLimited, waits_in_place
 from .fetch_policy import fetch_with_retries
 from .processing import PushContext, process
-from .tokens import SHORT_WAIT, Token
+from .tokens import Token, TokenScope
 from .workspace import remove_abandoned, workspace
 
 log = logging.getLogger("ghapp.worker.jobs")
@@ -28,100 +30,76 @@ log = logging.getLogger("ghapp.worker.jobs")
 PERMISSIONS = {"contents": "read"}
 
 
-def process_push(
-    *,
-    delivery: str,
-    installation_id: int,
-    repository_id: int,
-    repository: str,
-    clone_url: str,
-    ref: str,
-    before: str,
-    sha: str,
-    payload_key: str | None = None,
-) -> dict[str, Any]:
-    """Process one push: exactly commit ``sha`` of ``repository``, as pushed to ``ref``."""
+def process_push(**kwargs: Any) -> dict[str, Any]:
+    """RQ's entry point for a push job (its arguments: ``PushJob.to_kwargs()``)."""
+    return run_push(PushJob.from_kwargs(kwargs))
+
+
+def run_push(push: PushJob) -> dict[str, Any]:
+    """Process one push: exactly commit ``push.sha`` of its repository, as pushed to its ref."""
     started = time.monotonic()
     job = get_current_job()
-    assert job is not None, "process_push runs inside an RQ job"
+    assert job is not None, "a push is processed inside an RQ job"
     settings = runtime.current().settings
     connection = job.connection
-    identity = {"delivery": delivery, "repository": repository, "ref": ref, "sha": sha}
+    identity = push.identity
     remove_abandoned()
     try:
         newer = settings.supersede_pushes and superseded_by(
-            connection, repository_id, ref, delivery
+            connection, push.repository_id, push.ref, push.delivery
         )
         if not newer:
             # Waiting for another job of the branch may take half the job's time at most.
             wait = max(1, settings.job_timeout // 2)
-            with branch_lock(connection, repository_id, ref, wait=wait):
+            with branch_lock(connection, push.repository_id, push.ref, wait=wait):
                 newer = settings.supersede_pushes and superseded_by(
-                    connection, repository_id, ref, delivery
+                    connection, push.repository_id, push.ref, push.delivery
                 )
                 if not newer:
-                    result = _process(
-                        job,
-                        identity,
-                        installation_id,
-                        repository_id,
-                        clone_url,
-                        payload_key,
-                        deadline=started + settings.job_timeout,
-                    )
+                    result = _process(job, push, deadline=started + settings.job_timeout)
     except RateLimited as exc:
-        if exc.wait <= SHORT_WAIT:
+        if waits_in_place(exc):
             raise
         return _reschedule(job, exc, identity)
     except Permanent as exc:
         job.retries_left = 0  # trying again would fail the same way
         log.error("failed for good: %s", exc)
-        if payload_key:
-            connection.delete(payload_key)
+        if push.payload_key:
+            connection.delete(push.payload_key)
         raise
-    if payload_key:
-        connection.delete(payload_key)
+    if push.payload_key:
+        connection.delete(push.payload_key)
     if newer:
         log.info("superseded by the newer push of delivery %s", newer)
         return {"status": "superseded", "by_delivery": newer, **identity}
     total = time.monotonic() - started
     result["seconds"]["total"] = round(total, 4)
-    log.info("processed %s at %s in %.2fs", repository, sha, total)
+    log.info("processed %s at %s in %.2fs", push.repository, push.sha, total)
     return {"status": "processed", **result, **identity}
 
 
-def _process(
-    job: Job,
-    identity: dict[str, str],
-    installation_id: int,
-    repository_id: int,
-    clone_url: str,
-    payload_key: str | None,
-    *,
-    deadline: float,
-) -> dict[str, Any]:
+def _process(job: Job, push: PushJob, *, deadline: float) -> dict[str, Any]:
     rt = runtime.current()
     settings = rt.settings
     if settings.process_command and rt.sandbox_error:
         raise Permanent(rt.sandbox_error)
-    raw = job.connection.get(payload_key) if payload_key else None
+    raw = job.connection.get(push.payload_key) if push.payload_key else None
     payload = json.loads(raw) if raw else {}
     tokens = rt.tokens(job.connection)
-    repository_ids = (repository_id,)
+    scope = TokenScope(repository_ids=(push.repository_id,), permissions=PERMISSIONS)
 
-    def get_token(refresh: bool) -> Token:
-        if refresh:
-            tokens.forget(installation_id, repository_ids=repository_ids, permissions=PERMISSIONS)
-        return tokens.token(installation_id, repository_ids=repository_ids, permissions=PERMISSIONS)
+    def get_token(*, fresh: bool = False) -> Token:
+        if fresh:
+            tokens.forget(push.installation_id, scope)
+        return tokens.token(push.installation_id, scope)
 
-    with workspace() as root:
-        checkout = root / "checkout"
-        log.info("checking out %(repository)s at %(sha)s", identity)
+    with workspace() as job_dir:
+        log.info("checking out %s at %s", push.repository, push.sha)
         fetch_started = time.monotonic()
         fetch_with_retries(
-            checkout,
-            clone_url=clone_url,
-            sha=identity["sha"],
+            job_dir.checkout,
+            clone_url=push.clone_url,
+            sha=push.sha,
             github_url=settings.github_url,
             get_token=get_token,
             limits=Limits(
@@ -132,12 +110,12 @@ def _process(
             deadline=deadline,
         )
         fetched = time.monotonic()
-        context = PushContext(path=checkout, payload=payload, **identity)
+        context = PushContext(path=job_dir.checkout, payload=payload, **push.identity)
         result = process(
             context,
             processor=settings.processor,
             command=settings.process_command,
-            event_path=root / "event.json",
+            job_dir=job_dir,
             timeout=max(1.0, deadline - time.monotonic()),
             sandbox=rt.sandbox,
             passed_env=settings.process_env,

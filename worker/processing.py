@@ -26,13 +26,12 @@ from ghapp.process_secrets import is_secret
 from .failures import Permanent, Transient
 from .sandbox import EVENT_FILE, Sandbox
 from .sandbox import HOME as SANDBOX_HOME
+from .workspace import COMMAND_MARK, JobDirectory
 
 log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 READ_CHUNK = 64 * 1024
-COMMAND_GROUP_FILE = "command.pgid"
-COMMAND_MARK = "ghapp-command"  # the guard shell's $0, to recognise it in /proc
 # Unsandboxed, the command runs under a shell that, told by the kernel that the job's process
 # died (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
 # In the sandbox its PID namespace does that: when bwrap dies, everything inside dies.
@@ -116,13 +115,14 @@ def run_command(
     command: str,
     context: PushContext,
     *,
-    event_path: Path,
+    job_dir: JobDirectory,
     timeout: float | None,
     sandbox: Sandbox | None = None,
     passed_env: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run ``command`` in the checkout (in ``sandbox`` unless None); return its exit status
     and output, or raise on failure."""
+    event_path = job_dir.event_file
     event_path.write_text(json.dumps(context.payload))
     event_path.chmod(0o600)
     if sandbox is not None:
@@ -134,7 +134,7 @@ def run_command(
         )
         cwd = None
     else:
-        home = event_path.parent / "home"
+        home = job_dir.home
         home.mkdir(mode=0o700, exist_ok=True)
         argv = ["sh", "-c", GUARD, COMMAND_MARK, command]
         env = command_environment(
@@ -152,7 +152,7 @@ def run_command(
         preexec_fn=signal_on_parent_death(signal.SIGTERM),
     )
     # If this job's process is killed, a later job removes what is left of its group.
-    (event_path.parent / COMMAND_GROUP_FILE).write_text(str(process.pid))
+    job_dir.command_group.write_text(str(process.pid))
     try:
         output, finished = read_tail(process, timeout)
         if not finished:
@@ -247,7 +247,7 @@ def process(
     *,
     processor: str | None,
     command: str | None,
-    event_path: Path,
+    job_dir: JobDirectory,
     timeout: float | None,
     sandbox: Sandbox | None = None,
     passed_env: Iterable[str] = (),
@@ -268,7 +268,7 @@ def process(
         result["command"] = run_command(
             command,
             context,
-            event_path=event_path,
+            job_dir=job_dir,
             timeout=timeout,
             sandbox=sandbox,
             passed_env=passed_env,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import jwt
 import redis
@@ -24,17 +25,17 @@ from redis.exceptions import LockError
 
 from ghapp import keys
 
-from .failures import RateLimited, Transient
+from .failures import RateLimited, Transient, waits_in_place
 from .github_api import ClockSkew, GitHubAPI
 
 log = logging.getLogger("ghapp.worker.tokens")
+T = TypeVar("T")
 
 JWT_BACKDATE = 60  # seconds: GitHub's advice against clock drift
 JWT_LIFETIME = 600  # GitHub's maximum
 REFRESH_MARGIN = 300  # a cached token is reused until 5 minutes before it expires
 # Held while minting: longer than urllib3's retries plus a short rate-limit wait can take.
 LOCK_TIMEOUT = 120
-SHORT_WAIT = 10.0  # a rate limit this short is waited out in place; longer ones reschedule
 
 
 def app_jwt(*, app_id: str, private_key: bytes, now: float) -> str:
@@ -70,6 +71,18 @@ def parse_expiry(expires_at: str) -> float:
 
 
 @dataclass(frozen=True)
+class TokenScope:
+    """Which repositories and permissions a token is narrowed to."""
+
+    repository_ids: tuple[int, ...]
+    permissions: Mapping[str, str]
+
+    @property
+    def id(self) -> str:
+        return scope_id(self.repository_ids, self.permissions)
+
+
+@dataclass(frozen=True)
 class Token:
     """An installation token; ``minted_at`` is set when this call minted it (else None)."""
 
@@ -98,7 +111,7 @@ class TokenSource:
     def app_jwt(self) -> str:
         return app_jwt(app_id=self.app_id, private_key=self.private_key, now=self.github_now())
 
-    def call_as_app(self, call: Callable[[str], object]) -> object:
+    def call_as_app(self, call: Callable[[str], T]) -> T:
         """Run ``call(jwt)``; on clock skew, learn GitHub's offset and try once more; wait out
         a short rate limit in place (a long one is raised for the job to reschedule)."""
         skew_retried = False
@@ -112,7 +125,7 @@ class TokenSource:
                 log.warning("correcting for GitHub's clock: %+.0f s", exc.offset)
                 self.connection.set(keys.CLOCK_OFFSET, repr(exc.offset))
             except RateLimited as exc:
-                if exc.wait > SHORT_WAIT:
+                if not waits_in_place(exc):
                     raise
                 log.warning("%s: waiting", exc)
                 self.sleep(exc.wait)
@@ -129,28 +142,23 @@ class TokenSource:
             return None
         return Token(str(entry["token"]), float(entry["expires_at"]))
 
-    def token(
-        self,
-        installation_id: int,
-        *,
-        repository_ids: tuple[int, ...],
-        permissions: Mapping[str, str],
-    ) -> Token:
+    def token(self, installation_id: int, scope: TokenScope) -> Token:
         """A token for exactly this scope, from the cache or freshly minted (once per burst)."""
-        scope = scope_id(repository_ids, permissions)
+        repository_ids, permissions = scope.repository_ids, scope.permissions
+        scope_key = scope.id
         key = keys.tokens(installation_id)
-        cached = self._cached(key, scope)
+        cached = self._cached(key, scope_key)
         if cached:
             return cached
         lock = self.connection.lock(
-            keys.token_lock(installation_id, scope),
+            keys.token_lock(installation_id, scope_key),
             timeout=LOCK_TIMEOUT,
             blocking_timeout=LOCK_TIMEOUT,
         )
         if not lock.acquire():
             raise Transient(f"another worker held the token lock for {LOCK_TIMEOUT} s")
         try:
-            cached = self._cached(key, scope)
+            cached = self._cached(key, scope_key)
             if cached:
                 return cached
             answer = self.call_as_app(
@@ -158,7 +166,6 @@ class TokenSource:
                     bearer, installation_id, repository_ids=repository_ids, permissions=permissions
                 )
             )
-            assert isinstance(answer, dict)
             token = Token(
                 str(answer["token"]), parse_expiry(str(answer["expires_at"])), self.clock()
             )
@@ -166,13 +173,13 @@ class TokenSource:
                 json.dumps({"token": token.value, "expires_at": token.expires_at}).encode()
             )
             with self.connection.pipeline() as pipe:
-                pipe.hset(key, scope, sealed)
+                pipe.hset(key, scope_key, sealed)
                 pipe.expire(key, max(1, int(token.expires_at - self.github_now())))
                 pipe.execute()
             log.info(
                 "minted a token for installation %s (scope %s, expires %s)",
                 installation_id,
-                scope[:8],
+                scope_key[:8],
                 answer["expires_at"],
             )
             return token
@@ -182,12 +189,6 @@ class TokenSource:
             except LockError:
                 pass  # expired while minting: another worker may mint too, which is harmless
 
-    def forget(
-        self,
-        installation_id: int,
-        *,
-        repository_ids: tuple[int, ...],
-        permissions: Mapping[str, str],
-    ) -> None:
+    def forget(self, installation_id: int, scope: TokenScope) -> None:
         """Drop one cached token (GitHub refused it)."""
-        self.connection.hdel(keys.tokens(installation_id), scope_id(repository_ids, permissions))
+        self.connection.hdel(keys.tokens(installation_id), scope.id)

@@ -1,4 +1,5 @@
-"""A private directory per job (checkout and event file), and the removal of abandoned ones.
+"""A private directory per job (its checkout, event file, the command's HOME and process group),
+and the removal of abandoned ones.
 
 Directory names carry the job process's pid, so a worker can tell, at start and before each job,
 which leftovers belong to processes that no longer exist (a killed worker cannot clean up after
@@ -14,20 +15,48 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-
-from .processing import COMMAND_GROUP_FILE, COMMAND_MARK
 
 log = logging.getLogger("ghapp.worker.workspace")
 PREFIX = "ghapp-job-"
+COMMAND_GROUP_FILE = "command.pgid"
+# $0 of the shell every processing command runs under, to recognise it in /proc.
+COMMAND_MARK = "ghapp-command"
+
+
+@dataclass(frozen=True)
+class JobDirectory:
+    """What a job keeps in its private directory."""
+
+    root: Path
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / "checkout"
+
+    @property
+    def event_file(self) -> Path:
+        """The payload, for the processing command."""
+        return self.root / "event.json"
+
+    @property
+    def home(self) -> Path:
+        """HOME of an unsandboxed command."""
+        return self.root / "home"
+
+    @property
+    def command_group(self) -> Path:
+        """The process group of the running command, for a later job to stop if this one dies."""
+        return self.root / COMMAND_GROUP_FILE
 
 
 @contextmanager
-def workspace(root: str | None = None) -> Iterator[Path]:
+def workspace(root: str | None = None) -> Iterator[JobDirectory]:
     """A fresh 0700 directory, removed on exit whatever happens."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
     try:
-        yield path
+        yield JobDirectory(path)
     finally:
         remove_tree(path)
 
@@ -75,7 +104,7 @@ def _stop_command(directory: Path) -> None:
     A group keeps its id while any member lives; the id can only have gone to a new group if a
     process with that pid exists and leads it, so such a process must be our guard shell."""
     try:
-        pgid = int((directory / COMMAND_GROUP_FILE).read_text())
+        pgid = int(JobDirectory(directory).command_group.read_text())
     except (OSError, ValueError):
         return
     try:

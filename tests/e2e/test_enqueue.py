@@ -16,7 +16,8 @@ from rq.job import Job, JobStatus
 
 from ghapp import keys
 from ghapp.embedded_redis import EmbeddedRedis
-from ghapp.queueing import PUSH_JOB, RETRY_INTERVALS, hard_timeout, retry_policy
+from ghapp.push_job import FUNCTION as PUSH_JOB
+from ghapp.queueing import RETRY_INTERVALS, hard_timeout, retry_policy
 from tests.support import push_job
 from webapp.accept import PushQueue
 from webapp.deliveries import ZERO_SHA
@@ -33,7 +34,7 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     change = push_job()
     job_id = pushes.enqueue(change, b'{"ref": "refs/heads/main"}', app=APP)
     assert job_id is not None
-    kwargs = {**change.as_kwargs(), "payload_key": keys.payload(APP, change.delivery)}
+    kwargs = dataclasses.replace(change, payload_key=keys.payload(APP, change.delivery)).to_kwargs()
 
     ours = connection.hgetall(Job.key_for(job_id))
     reference = queue.create_job(

@@ -167,6 +167,7 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
         "ref",
         "before",
         "sha",
+        "pushed_at",
         "payload_key",
     }
     assert len(json.dumps(job.kwargs)) < 1000

@@ -180,7 +180,7 @@ def test_branch_push_becomes_a_job_with_the_pushes_identifiers() -> None:
         before=BEFORE,
         sha=SHA,
     )
-    assert job.as_kwargs()["sha"] == SHA
+    assert job.to_kwargs()["sha"] == SHA
 
 
 def test_new_branch_push_has_zero_before() -> None:

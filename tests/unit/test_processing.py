@@ -22,6 +22,7 @@ from worker.processing import (
     summarize,
 )
 from worker.sandbox import Sandbox
+from worker.workspace import JobDirectory
 
 SHA = "c" * 40
 PAYLOAD = {"ref": "refs/heads/main", "after": SHA, "repository": {"full_name": "o/r"}}
@@ -71,7 +72,11 @@ def run(
     sandbox: Sandbox | None = None,
 ) -> dict[str, Any]:
     return run_command(
-        command, make_context(checkout), event_path=event_path, timeout=timeout, sandbox=sandbox
+        command,
+        make_context(checkout),
+        job_dir=JobDirectory(event_path.parent),
+        timeout=timeout,
+        sandbox=sandbox,
     )
 
 
@@ -260,7 +265,11 @@ def test_process_without_processor_or_command_returns_a_summary(
 ) -> None:
     (checkout / "README").write_bytes(b"hello")
     result = process(
-        make_context(checkout), processor=None, command=None, event_path=event_path, timeout=10
+        make_context(checkout),
+        processor=None,
+        command=None,
+        job_dir=JobDirectory(event_path.parent),
+        timeout=10,
     )
     assert result == {"summary": {"sha": SHA, "files": 1, "bytes": 5}}
 
@@ -271,7 +280,7 @@ def test_process_runs_processor_and_command(checkout: Path, event_path: Path) ->
         make_context(checkout),
         processor=f"{__name__}:processor_returning_sha",
         command="cat README",
-        event_path=event_path,
+        job_dir=JobDirectory(event_path.parent),
         timeout=10,
     )
     assert result["processor"] == {"seen": SHA, "files": ["README"]}
@@ -286,7 +295,7 @@ def test_process_keeps_a_non_json_processor_result_as_its_repr(
         make_context(checkout),
         processor=f"{__name__}:processor_returning_object",
         command=None,
-        event_path=event_path,
+        job_dir=JobDirectory(event_path.parent),
         timeout=10,
     )
     assert result["processor"] == repr({1, 2})
@@ -299,7 +308,7 @@ def test_process_fails_when_the_command_fails(checkout: Path, event_path: Path) 
             make_context(checkout),
             processor=None,
             command="false",
-            event_path=event_path,
+            job_dir=JobDirectory(event_path.parent),
             timeout=10,
         )
 
@@ -312,7 +321,7 @@ def test_processor_exception_becomes_a_processing_error_naming_it(
             make_context(checkout),
             processor=f"{__name__}:processor_raising",
             command=None,
-            event_path=event_path,
+            job_dir=JobDirectory(event_path.parent),
             timeout=10,
         )
     assert "ValueError" in str(info.value)

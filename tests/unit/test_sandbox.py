@@ -13,6 +13,7 @@ from tests.support import command_lines, wait_for
 from worker import sandbox as sandbox_module
 from worker.processing import PushContext, run_command
 from worker.sandbox import Sandbox, SandboxUnavailable, choose
+from worker.workspace import JobDirectory
 
 SHA = "d" * 40
 
@@ -47,7 +48,9 @@ def run_in(sandbox: Sandbox, job: tuple[Path, Path], command: str) -> str:
         delivery="d-1",
         payload={"after": SHA},
     )
-    result = run_command(command, context, event_path=event_path, timeout=30, sandbox=sandbox)
+    result = run_command(
+        command, context, job_dir=JobDirectory(event_path.parent), timeout=30, sandbox=sandbox
+    )
     return str(result["output"])
 
 
