@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Mapping
 from enum import Enum
 from string import Template
 
@@ -159,6 +160,47 @@ return 1
 PER_JOB_FIELDS = ("created_at", "enqueued_at", "data", "description", "meta")
 
 
+# Every field of the job hash RQ writes for a push job, as of the RQ version the tests ran with.
+KNOWN_JOB_FIELDS = frozenset(
+    {
+        "created_at",
+        "data",
+        "description",
+        "ended_at",
+        "enqueued_at",
+        "failure_callback_name",
+        "group_id",
+        "last_heartbeat",
+        "origin",
+        "retries_left",
+        "retry_intervals",
+        "started_at",
+        "status",
+        "stopped_callback_name",
+        "success_callback_name",
+        "timeout",
+        "worker_name",
+    }
+)
+
+
+class UnknownJobFormat(Exception):
+    """The installed RQ writes job fields this version of ghapp does not know."""
+
+
+def check_job_fields(fields: Mapping[str, object]) -> None:
+    """Refuse to write RQ's job hash by hand for an RQ that writes fields we do not know: a job
+    missing one could be misread by that RQ's workers."""
+    unknown = sorted(set(fields) - KNOWN_JOB_FIELDS)
+    if unknown:
+        import rq
+
+        raise UnknownJobFormat(
+            f"RQ {rq.__version__} writes job fields ghapp does not know ({', '.join(unknown)}): "
+            "install the RQ version of requirements.lock (pip install -r requirements.lock)"
+        )
+
+
 def lua_string(value: str | bytes) -> str:
     """``value`` as a Lua string literal, every byte escaped, so no content can break out."""
     raw = value.encode() if isinstance(value, str) else value
@@ -184,8 +226,10 @@ class PushQueue:
             status=JobStatus.QUEUED,
         )
         prototype.enqueued_at = now()
+        fields = prototype.to_dict()
+        check_job_fields(fields)
         shared: list[str] = []
-        for name, value in prototype.to_dict().items():
+        for name, value in fields.items():
             if name in PER_JOB_FIELDS or value is None or value == "":
                 continue  # RQ reads a missing field as empty
             text = value.value if isinstance(value, Enum) else value

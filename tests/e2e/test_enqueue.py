@@ -19,7 +19,7 @@ from ghapp.embedded_redis import EmbeddedRedis
 from ghapp.push_job import FUNCTION as PUSH_JOB
 from ghapp.queueing import RETRY_INTERVALS, hard_timeout, retry_policy
 from tests.support import push_job
-from webapp.accept import PushQueue
+from webapp.accept import PushQueue, UnknownJobFormat
 from webapp.deliveries import ZERO_SHA
 from webapp.errors import answer_for
 
@@ -192,3 +192,29 @@ def test_the_script_accepts_no_delivery_whose_payload_is_missing(own_redis_url: 
             args=["j", "1", ZERO_SHA, "a" * 40, "d", "9" * 10, "t", "", "", ""],
         )
     assert connection.dbsize() == 0
+
+
+def test_an_rq_writing_job_fields_ghapp_does_not_know_is_refused_at_start(
+    own_redis_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    queue = Queue("ghapp", connection=redis.Redis.from_url(own_redis_url))
+    PushQueue(queue, job_timeout=60)  # the installed RQ: known
+    to_dict = Job.to_dict
+    monkeypatch.setattr(Job, "to_dict", lambda job, **kw: {**to_dict(job, **kw), "lease": "1"})
+    with pytest.raises(UnknownJobFormat, match=r"\(lease\).*requirements\.lock"):
+        PushQueue(queue, job_timeout=60)
+
+
+def test_the_embedded_redis_refuses_writes_when_full_rather_than_evict_queued_work(
+    tmp_path: Path,
+):
+    server = EmbeddedRedis(tmp_path / "redis", maxmemory_mb=64)
+    try:
+        connection = redis.Redis.from_url(server.start())
+        config = connection.config_get("maxmemory*")
+        assert config["maxmemory-policy"] == "noeviction"
+        assert int(config["maxmemory"]) == 64 * 1024 * 1024
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(unix_socket_path=server.socket_path).ping()  # a password is required
+    finally:
+        server.stop()
