@@ -50,8 +50,11 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
         self._own_socket_dir = socket_dir is None
         self._socket_dir: str | None = str(socket_dir) if socket_dir else None
-        self.url = ""
         self.maxmemory_mb = maxmemory_mb
+        # Made anew for each server object: a restart of this one keeps its URL, so clients
+        # that lived through it connect again.
+        self._password = secrets.token_hex(32)
+        self.url = self._url() if self._socket_dir else ""
 
     @property
     def socket_path(self) -> str:
@@ -63,7 +66,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._own_socket_dir:
             self._socket_dir = tempfile.mkdtemp(prefix="ghapp-redis-")
-        password = secrets.token_hex(32)
+        password = self._password
         # Queued work is never evicted: a full Redis refuses writes, and the web answers 503.
         config = (
             f"requirepass {password}\n"
@@ -100,7 +103,7 @@ class EmbeddedRedis:
         assert self.process.stdin is not None
         self.process.stdin.write(config.encode())
         self.process.stdin.close()
-        self.url = f"unix://:{password}@{self.socket_path}"
+        self.url = self._url()
         client = redis.Redis(
             unix_socket_path=self.socket_path, password=password, socket_connect_timeout=1
         )
@@ -124,6 +127,9 @@ class EmbeddedRedis:
                 time.sleep(0.02)
         client.close()
         return self.url
+
+    def _url(self) -> str:
+        return f"unix://:{self._password}@{self.socket_path}"
 
     def _private_binary(self) -> str:
         """redis-server copied beside its socket, executable but not readable: the kernel then
