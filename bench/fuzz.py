@@ -130,12 +130,12 @@ class Case:
 def all_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     if isinstance(value, dict):
         for key, inner in value.items():
-            yield prefix + (key,)
-            yield from all_paths(inner, prefix + (key,))
+            yield (*prefix, key)
+            yield from all_paths(inner, (*prefix, key))
     elif isinstance(value, list):
         for index, inner in enumerate(value):
-            yield prefix + (index,)
-            yield from all_paths(inner, prefix + (index,))
+            yield (*prefix, index)
+            yield from all_paths(inner, (*prefix, index))
 
 
 def parent_of(payload: Any, path: tuple[Any, ...], create: bool) -> Any:
@@ -166,9 +166,9 @@ def get_path(payload: Any, path: tuple[Any, ...]) -> Any:
 
 def set_path(payload: Any, path: tuple[Any, ...], value: Any) -> None:
     node = parent_of(payload, path, create=True)
-    if isinstance(node, dict):
-        node[path[-1]] = value
-    elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+    if isinstance(node, dict) or (
+        isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node)
+    ):
         node[path[-1]] = value
 
 

@@ -633,8 +633,10 @@ def run_pushes(
         peak = max([peak_rss_mib(p.pid) for p in pool] or [0.0])
     latencies, overheads, last_end = [], [], started
     for job in Job.fetch_many(jobs, connection=bench.redis):
-        assert job is not None and job.get_status() == JobStatus.FINISHED
-        assert job.ended_at is not None and job.started_at is not None
+        assert job is not None
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.ended_at is not None
+        assert job.started_at is not None
         seconds = job.return_value()["seconds"]
         end = job.ended_at.replace(tzinfo=UTC).timestamp()
         last_end = max(last_end, end)

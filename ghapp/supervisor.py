@@ -8,6 +8,7 @@ environment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -64,10 +65,8 @@ class Child:
     def signal(self, signum: int) -> None:
         if self.alive():
             assert self.process is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
 
 
 class Stop(Exception):
@@ -82,9 +81,7 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
 
 
-def children(
-    settings: Settings, env: Mapping[str, str], secrets: Mapping[str, str]
-) -> list[Child]:
+def children(settings: Settings, env: Mapping[str, str], secrets: Mapping[str, str]) -> list[Child]:
     command = [sys.executable, "-m", "ghapp"]
     web = Child("web", [*command, "web"], env, secrets)
     workers = [

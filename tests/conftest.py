@@ -55,7 +55,7 @@ def simulator(
     sim.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def fresh_repo_name(request: pytest.FixtureRequest) -> str:
     """A repository name no other test uses, so counts and caches are this test's own."""
     import uuid

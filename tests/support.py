@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,14 +78,10 @@ class Process:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.alive():
             os.killpg(self.popen.pid, sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         code = self.popen.wait()
         self._log.close()
         return code

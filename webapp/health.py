@@ -8,6 +8,6 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
-def healthz():  # noqa: ANN201
+def healthz():
     current_app.extensions["ghapp.redis"].ping()  # RedisError → 503 by the error handler
     return jsonify({"status": "ok"})

@@ -7,6 +7,7 @@ Its output is kept, bounded; its exit status decides success.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -223,10 +224,8 @@ def read_tail(process: subprocess.Popen[bytes], timeout: float | None) -> tuple[
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def summarize(path: Path, sha: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ asks GitHub to redeliver, once each, those whose every attempt failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -37,7 +38,7 @@ def schedule_next(queue: Queue, interval: int, now: float | None = None) -> None
     if interval <= 0:
         return
     slot = int((time.time() if now is None else now) // interval) + 1
-    try:
+    with contextlib.suppress(DuplicateJobError):
         queue.enqueue_at(
             datetime.fromtimestamp(slot * interval, tz=UTC),
             REDELIVERY_JOB,
@@ -48,8 +49,6 @@ def schedule_next(queue: Queue, interval: int, now: float | None = None) -> None
             failure_ttl=24 * 3600,
             description="ask GitHub to redeliver failed webhook deliveries",
         )
-    except DuplicateJobError:
-        pass
 
 
 def delivered_at(item: dict[str, Any]) -> float:

@@ -90,7 +90,8 @@ def wait_for_redis(connection: redis.Redis, url: str, timeout: float = REDIS_WAI
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     settings.require_redis()
     settings.require_worker()
-    assert settings.private_key and settings.redis_url
+    assert settings.private_key
+    assert settings.redis_url
     check_private_key(settings.private_key)
     warning = private_key_file_warning(settings.private_key_path)
     if warning:

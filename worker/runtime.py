@@ -46,7 +46,8 @@ class Runtime:
     def tokens(self, connection: redis.Redis) -> TokenSource:
         """The App's credentials, with the token cache in ``connection``."""
         settings = self.settings
-        assert settings.app_id and settings.private_key
+        assert settings.app_id
+        assert settings.private_key
         return TokenSource(
             connection=connection,
             api=self.api,

@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +113,8 @@ def _stop_command(directory: Path) -> None:
         leader = None  # the guard is gone; its group, if any member lives, is still ours
     if leader is not None and COMMAND_MARK.encode() not in leader:
         return  # the id now belongs to someone else
-    try:
+    with suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def remove_abandoned(root: str | None = None) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import subprocess
 import tempfile
@@ -105,7 +106,7 @@ class GitHttpBackend:
             if environ.get(header):
                 env[variable] = environ[header]
 
-        stderr = tempfile.TemporaryFile()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed once the response is read
         proc = subprocess.Popen(
             ["git", "http-backend"],
             stdin=subprocess.PIPE,
@@ -146,10 +147,8 @@ def _feed(stdin: IO[bytes] | None, body: bytes) -> None:
     except BrokenPipeError:
         pass
     finally:
-        try:
+        with contextlib.suppress(BrokenPipeError):
             stdin.close()
-        except BrokenPipeError:
-            pass
 
 
 def _read_cgi_headers(stdout: IO[bytes]) -> tuple[str | None, list[tuple[str, str]]]:

@@ -5,6 +5,7 @@ line, ``ATTACK-REPORT <json>``: what it could see, read and reach. Arguments: se
 watching other processes, then paths it should try to write (a worker's HOME, say).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -97,10 +98,8 @@ def try_unix_sockets():
 
 def look_around():
     for directory in ("/", "/tmp", os.environ.get("HOME", "/"), "/home", "/root", "/run"):
-        try:
+        with contextlib.suppress(OSError):
             report["listing"][directory] = sorted(os.listdir(directory))
-        except OSError:
-            pass
     for path in ("/etc/shadow", ".git/config", os.path.expanduser("~/.gitconfig")):
         report["files_read"][path] = read(path) is not None
     for root in ("/tmp", "/run", "/home", "/"):

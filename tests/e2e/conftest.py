@@ -173,7 +173,7 @@ def stack(
     running.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def own_redis_url(tmp_path: Path) -> Iterator[str]:
     """A Redis for one test's own stack: another empty database of REDIS_URL's server, or a
     second embedded server."""
@@ -188,7 +188,7 @@ def own_redis_url(tmp_path: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def own_stack(
     own_redis_url: str,
     app_key: tuple[bytes, bytes],

@@ -66,7 +66,8 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     assert job.retry_intervals == list(RETRY_INTERVALS)
     assert job.origin == queue.name
     assert job.get_status() == JobStatus.QUEUED
-    assert job.enqueued_at is not None and job.created_at is not None
+    assert job.enqueued_at is not None
+    assert job.created_at is not None
     assert queue.job_ids == [job_id]
     assert queue.name in [q.name for q in Queue.all(connection=connection)]
 

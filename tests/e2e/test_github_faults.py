@@ -153,7 +153,8 @@ def test_unknown_installation_fails_at_once(stack: Stack, fresh_repo_name: str):
     repo = stack.repository(fresh_repo_name)
     job = push(stack, repo.full_name, installation_id=999999)
     text = assert_failed_at_once(job, stack)
-    assert "404" in text and "uninstalled" in text, text
+    assert "404" in text, text
+    assert "uninstalled" in text, text
     assert mints_for(stack, repo.id) == []
 
 
@@ -168,7 +169,8 @@ def test_token_scope_refused_fails_at_once(stack: Stack, fresh_repo_name: str):
     )
     job = push(stack, repo.full_name)
     text = assert_failed_at_once(job, stack)
-    assert "422" in text and "Contents: read" in text, text
+    assert "422" in text, text
+    assert "Contents: read" in text, text
     assert mints_for(stack, repo.id) == []
 
 
@@ -182,7 +184,8 @@ def test_suspended_installation_fails_at_once(stack: Stack):
     stack.simulator.suspend_installation(installation_id)
     job = push(stack, repo.full_name)
     text = assert_failed_at_once(job, stack)
-    assert "403" in text and "suspended" in text, text
+    assert "403" in text, text
+    assert "suspended" in text, text
     assert mints_for(stack, repo.id) == []
 
 
@@ -201,7 +204,8 @@ def test_fresh_token_git_does_not_know_yet_is_tried_again(stack: Stack, fresh_re
     (mint,) = mints_for(stack, repo.id)
     fetches = requests_since(stack, mark, "*", git_path)
     with_token = [r for r in fetches if basic_token(r)]
-    assert with_token[0].status == 401 and fetches[-1].status == 200
+    assert with_token[0].status == 401
+    assert fetches[-1].status == 200
     assert {basic_token(r) for r in with_token} == {mint.token}
 
 
@@ -227,7 +231,8 @@ def test_stale_cached_token_is_dropped_and_a_fresh_one_minted_once(
     fetches = requests_since(stack, mark, "*", git_path)
     assert [r.status for r in fetches if basic_token(r) == cached.token] == [401]
     with_fresh = [r.status for r in fetches if basic_token(r) == fresh.token]
-    assert with_fresh and with_fresh[-1] == 200, with_fresh
+    assert with_fresh, with_fresh
+    assert with_fresh[-1] == 200, with_fresh
 
 
 def test_git_5xx_is_retried_with_backoff(stack: Stack, fresh_repo_name: str):
@@ -240,7 +245,8 @@ def test_git_5xx_is_retried_with_backoff(stack: Stack, fresh_repo_name: str):
     assert job.return_value()["status"] == "processed"
     assert len(mints_for(stack, repo.id)) == 1
     statuses = [r.status for r in requests_since(stack, mark, "POST", upload_pack)]
-    assert statuses.count(502) == 2 and statuses[-1] == 200, statuses
+    assert statuses.count(502) == 2, statuses
+    assert statuses[-1] == 200, statuses
 
 
 # Clock skew -----------------------------------------------------------------------------------
@@ -295,10 +301,13 @@ def test_unreachable_api_is_a_transient_failure_without_secrets(
         f"job {job_id} to fail or be scheduled for retry",
     )
     assert job.get_status() in (JobStatus.FAILED, JobStatus.SCHEDULED), job.get_status()
-    assert job.retries_left is not None and job.retries_left > 0, job.retries_left
+    assert job.retries_left is not None, job.retries_left
+    assert job.retries_left > 0, job.retries_left
     # A retried job keeps no result: what the failure said is in the worker's log.
     text = failure_text(job) or own_stack.logs()
-    assert "GitHub API at" in text and "unreachable" in text, text[-2000:]
+    assert "GitHub API at" in text, text[-2000:]
+    assert "unreachable" in text, text[-2000:]
     assert "GITHUB_API_URL" in text
-    assert "eyJ" not in text and "eyJ" not in own_stack.logs()
+    assert "eyJ" not in text
+    assert "eyJ" not in own_stack.logs()
     assert mints_for(own_stack, repo.id) == []

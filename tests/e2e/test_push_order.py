@@ -25,12 +25,12 @@ REF = "refs/heads/main"
 T = 1_700_000_000
 
 
-@pytest.fixture()
+@pytest.fixture
 def connection(own_redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(own_redis_url)
 
 
-@pytest.fixture()
+@pytest.fixture
 def pushes(connection: redis.Redis) -> PushQueue:
     return PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
 

@@ -38,7 +38,8 @@ def test_token_is_minted_with_a_valid_jwt_and_the_narrowest_scope(stack: Stack, 
     # GitHub adds metadata:read to every token; nothing more than contents:read was asked for.
     assert mint.permissions == {"contents": "read", "metadata": "read"}
     claims = mint.jwt_claims
-    assert claims["iss"] == APP_ID and isinstance(claims["iss"], str)
+    assert claims["iss"] == APP_ID
+    assert isinstance(claims["iss"], str)
     assert claims["exp"] - claims["iat"] <= 600
     assert started - 70 <= claims["iat"] <= started - 50  # backdated 60 s against clock drift
 
@@ -69,8 +70,10 @@ def test_the_pushed_commit_is_processed_even_after_the_branch_moved_on(
     assert job.get_status() == "finished", failure_text(job)
     (seen,) = stack.record(delivery)
     assert seen["head"] == pushed == seen["sha"] == seen["after_in_payload"]
-    assert "version.txt" in seen["files"] and "later.txt" not in seen["files"]
-    assert seen["repository"] == repo.full_name and seen["ref"] == "refs/heads/main"
+    assert "version.txt" in seen["files"]
+    assert "later.txt" not in seen["files"]
+    assert seen["repository"] == repo.full_name
+    assert seen["ref"] == "refs/heads/main"
     assert seen["mode"] == "0o700"
     # The checkout directory is gone once the job has ended.
     assert not os.path.exists(seen["path"])
@@ -109,7 +112,8 @@ def test_command_sees_the_push_and_no_secret_and_the_token_is_nowhere(
     assert f"event_after={sha}" in output
     for secret_name in ("GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "GIT_CONFIG", "REDIS_URL"):
         assert secret_name not in output
-    assert "extraheader" not in output.lower() and "authorization" not in output.lower()
+    assert "extraheader" not in output.lower()
+    assert "authorization" not in output.lower()
     (mint,) = mints_for(stack, repo.id)
     token = mint.token
     assert token not in output
@@ -122,7 +126,8 @@ def test_command_sees_the_push_and_no_secret_and_the_token_is_nowhere(
             assert all(token.encode() not in v for v in stack.redis.hvals(key)), key
     # The token reached git as a header, never in a URL.
     fetches = [r for r in stack.simulator.requests if r.path.startswith(f"/{repo.full_name}.git")]
-    assert fetches and all(token not in r.path + r.query for r in fetches)
+    assert fetches
+    assert all(token not in r.path + r.query for r in fetches)
 
 
 def test_failing_command_fails_the_job_with_its_status_and_output(stack: Stack, fresh_repo_name):
@@ -130,7 +135,8 @@ def test_failing_command_fails_the_job_with_its_status_and_output(stack: Stack, 
     _, job = send_push(stack, repo.full_name, stack.simulator.branch_tip(repo.full_name, "main"))
     assert job.get_status() == "failed"
     text = failure_text(job)
-    assert "exited with status 3" in text and "broken build" in text
+    assert "exited with status 3" in text
+    assert "broken build" in text
 
 
 def test_a_job_past_job_timeout_is_stopped_and_failed(stack: Stack, fresh_repo_name):
@@ -176,6 +182,7 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
 def test_a_job_failed_for_good_drops_its_payload(stack: Stack, fresh_repo_name):
     repo = stack.repository(fresh_repo_name, files={"ghapp-test.sh": "echo broken; exit 3\n"})
     _, job = send_push(stack, repo.full_name, stack.simulator.branch_tip(repo.full_name))
-    assert job.get_status() == "failed" and job.retries_left == 0
+    assert job.get_status() == "failed"
+    assert job.retries_left == 0
     assert "status 3" in failure_text(job)
     assert not stack.redis.exists(job.kwargs["payload_key"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import threading
@@ -40,10 +41,8 @@ class ProcessWatcher:
         while not self._stop.is_set():
             for entry in os.listdir("/proc"):
                 if entry.isdigit():
-                    try:
+                    with contextlib.suppress(OSError):
                         self.seen.add(Path(f"/proc/{entry}/cmdline").read_bytes())
-                    except OSError:
-                        pass
 
     def __enter__(self) -> ProcessWatcher:
         self._thread.start()
@@ -100,19 +99,23 @@ def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(own_stack: Stack, fre
 
     # Logs of the web and worker processes.
     logs = stack.logs().encode()
-    assert logs and not any(form in logs for form in forms)
+    assert logs
+    assert not any(form in logs for form in forms)
     # Anything in Redis: job data and arguments, results, failure text, the token cache.
     for key, value in all_redis_bytes(stack.redis):
         assert not any(form in value or form in key for form in forms), key
     assert not any(form in repr(Job.fetch(job.id, stack.redis).kwargs).encode() for form in forms)
     # Command lines: every git invocation, and every process seen while the job ran.
     git_lines = stack.git_log.read_bytes()
-    assert b"fetch" in git_lines and not any(form in git_lines for form in forms)
-    assert watcher.seen and not any(form in line for line in watcher.seen for form in forms)
+    assert b"fetch" in git_lines
+    assert not any(form in git_lines for form in forms)
+    assert watcher.seen
+    assert not any(form in line for line in watcher.seen for form in forms)
     # The checkout, .git included, and the processing command's environment.
     copy = stack.records / f"copy-{delivery}"
     files = [p for p in copy.rglob("*") if p.is_file()]
-    assert (copy / ".git" / "config").is_file() and len(files) > 5
+    assert (copy / ".git" / "config").is_file()
+    assert len(files) > 5
     for path in files:
         data = path.read_bytes()
         assert not any(form in data for form in forms), path
@@ -160,7 +163,8 @@ def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
     sealed = [
         v for v in cached.values() if mint.token.encode() in cache_cipher(app_key[0]).decrypt(v)
     ]
-    assert len(sealed) == 1 and mint.token.encode() not in sealed[0]
+    assert len(sealed) == 1
+    assert mint.token.encode() not in sealed[0]
     field = next(f for f, v in cached.items() if v == sealed[0])
 
     push()  # served from the cache
@@ -219,7 +223,8 @@ def test_a_clone_url_off_github_gets_no_token_and_fails_the_job_at_once(
         answer = stack.post(payload)
         assert answer.status_code == 202
         job = wait_job(stack.redis, answer.json()["job_id"])
-        assert job.get_status() == "failed" and job.retries_left == 0
+        assert job.get_status() == "failed"
+        assert job.retries_left == 0
         assert "is not on GITHUB_URL" in failure_text(job)
         with pytest.raises(TimeoutError):
             elsewhere.accept()  # nobody ever connected there
@@ -242,5 +247,6 @@ def test_git_tracing_in_the_worker_environment_does_not_reach_the_fetch(
     (mint,) = [m for m in own_stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
     header = base64.b64encode(b"x-access-token:" + mint.token.encode())
     logs = own_stack.logs().encode()
-    assert mint.token.encode() not in logs and header not in logs
+    assert mint.token.encode() not in logs
+    assert header not in logs
     assert b"Authorization" not in logs

@@ -156,7 +156,8 @@ def test_a_killed_worker_s_job_runs_again_from_scratch_on_another_worker(
         assert job.retries_left == len(RETRY_INTERVALS) - 1  # through the retry policy
         # Run again from scratch: the processor twice, in a new checkout the second time.
         checkouts = [r["path"] for r in own_stack.record(delivery)]
-        assert len(checkouts) == 2 and checkouts[0] == first_checkout
+        assert len(checkouts) == 2
+        assert checkouts[0] == first_checkout
         assert checkouts[1] != first_checkout
         assert [m[0] for m in marks(own_stack, delivery)] == [
             "started",
@@ -278,13 +279,16 @@ def test_a_burst_on_one_branch_processes_the_first_and_the_newest_push_only(
         failure_text(j) for j in jobs
     ]
     results = [j.return_value() for j in jobs]
-    assert results[0]["status"] == "processed" and results[0]["sha"] == shas[0]
-    assert results[4]["status"] == "processed" and results[4]["sha"] == shas[4]
+    assert results[0]["status"] == "processed"
+    assert results[0]["sha"] == shas[0]
+    assert results[4]["status"] == "processed"
+    assert results[4]["sha"] == shas[4]
     # Superseded by a newer push of the burst: the newest one, or (checked before the newest
     # was accepted) one that was itself superseded since.
     deliveries = [first, *(d for d, _ in later)]
     for n in (1, 2, 3):
-        assert results[n]["status"] == "superseded" and results[n]["sha"] == shas[n], results[n]
+        assert results[n]["status"] == "superseded", results[n]
+        assert results[n]["sha"] == shas[n], results[n]
         assert results[n]["by_delivery"] in deliveries[n + 1 :], results[n]
     assert sorted(run[0] for run in runs(own_stack)) == sorted([first, newest])
     assert_no_overlap(runs(own_stack))

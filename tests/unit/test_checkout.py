@@ -96,7 +96,8 @@ def test_git_environment_holds_no_credential_only_a_helper_scoped_to_githubs_ori
     config = _config(env)
     assert config["credential.helper"] == ""  # any other helper forgotten
     helper = config.pop("credential.https://github.com.helper")
-    assert "/dev/fd/9" in helper and helper.startswith("!")
+    assert "/dev/fd/9" in helper
+    assert helper.startswith("!")
     assert not any("extraheader" in key.lower() for key in config)
     assert not any(
         key.startswith("credential.") and key.endswith(".helper") and value
@@ -158,7 +159,8 @@ def test_nothing_of_the_callers_environment_but_path_reaches_git() -> None:
     assert env["HOME"] == "/h"
     assert [name for name in base if name != "PATH" and env.get(name) == base[name]] == []
     assert "http://proxy.evil" not in env.values()
-    assert "GIT_CONFIG_PARAMETERS" not in env and "LD_PRELOAD" not in env
+    assert "GIT_CONFIG_PARAMETERS" not in env
+    assert "LD_PRELOAD" not in env
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -221,8 +223,8 @@ def test_a_directory_grown_past_the_limit_is_refused_even_when_git_was_quick(tmp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    limits = dataclasses.replace(LIMITS, max_bytes=1024 * 1024)
     with pytest.raises(CheckoutRefused, match="CHECKOUT_MAX_MB"):
-        limits = dataclasses.replace(LIMITS, max_bytes=1024 * 1024)
         run_limited(quick, tmp_path, limits, timeout=10, what="git checkout")
 
 

@@ -185,7 +185,8 @@ def test_branch_push_becomes_a_job_with_the_pushes_identifiers() -> None:
 
 def test_new_branch_push_has_zero_before() -> None:
     job = classify_push(push_payload(before=ZERO_SHA), DELIVERY, received_at=NOW)
-    assert isinstance(job, PushJob) and job.before == ZERO_SHA
+    assert isinstance(job, PushJob)
+    assert job.before == ZERO_SHA
 
 
 @pytest.mark.parametrize(
@@ -198,7 +199,8 @@ def test_branch_deletion_is_ignored(changes: dict[str, Any]) -> None:
 
 def test_tag_push_is_ignored() -> None:
     outcome = classify_push(push_payload(ref="refs/tags/v1.0"), DELIVERY, received_at=NOW)
-    assert isinstance(outcome, Ignored) and "tag" in outcome.reason
+    assert isinstance(outcome, Ignored)
+    assert "tag" in outcome.reason
 
 
 @pytest.mark.parametrize(
@@ -225,7 +227,8 @@ def test_branch_not_matching_push_branches_is_ignored(branch: str, patterns: lis
     outcome = classify_push(
         push_payload(ref=f"refs/heads/{branch}"), DELIVERY, patterns, received_at=NOW
     )
-    assert isinstance(outcome, Ignored) and "PUSH_BRANCHES" in outcome.reason
+    assert isinstance(outcome, Ignored)
+    assert "PUSH_BRANCHES" in outcome.reason
 
 
 @pytest.mark.parametrize(
@@ -233,7 +236,7 @@ def test_branch_not_matching_push_branches_is_ignored(branch: str, patterns: lis
     [None, {}, {"id": "7"}, {"id": 0}, {"id": -1}, {"id": True}, {"id": 7.0}, "7"],
 )
 def test_push_without_integer_installation_id_is_400(installation: Any) -> None:
-    with pytest.raises(BadRequest, match="installation.id"):
+    with pytest.raises(BadRequest, match=r"installation\.id"):
         classify_push(push_payload(installation=installation), DELIVERY, received_at=NOW)
 
 
@@ -289,7 +292,8 @@ def test_push_with_malformed_repository_is_400(repository: dict[str, Any]) -> No
 
 def test_before_that_is_not_exactly_a_sha_reads_as_a_new_branch() -> None:
     job = classify_push(push_payload(before=BEFORE + "\n"), DELIVERY, received_at=NOW)
-    assert isinstance(job, PushJob) and job.before == ZERO_SHA
+    assert isinstance(job, PushJob)
+    assert job.before == ZERO_SHA
 
 
 @pytest.mark.parametrize(
@@ -313,8 +317,10 @@ def test_control_characters_in_a_repository_name_or_url_are_400(field: str, valu
     with pytest.raises(BadRequest) as info:
         classify_push(push_payload(repository=repository), DELIVERY, received_at=NOW)
     message = str(info.value)
-    assert f"repository.{field}" in message and "control character" in message
-    assert value not in message and "\n" not in message
+    assert f"repository.{field}" in message
+    assert "control character" in message
+    assert value not in message
+    assert "\n" not in message
 
 
 def test_control_characters_in_an_installation_action_are_400() -> None:
@@ -347,7 +353,8 @@ def test_pushed_at_is_a_positive_integer_at_most_a_little_after_receipt(
 ) -> None:
     repository = dict(push_payload()["repository"], pushed_at=pushed_at)
     job = classify_push(push_payload(repository=repository), DELIVERY, received_at=NOW)
-    assert isinstance(job, PushJob) and job.pushed_at == expected
+    assert isinstance(job, PushJob)
+    assert job.pushed_at == expected
     assert type(job.pushed_at) is int
 
 
@@ -432,7 +439,8 @@ def test_ping_is_ignored() -> None:
 def test_unknown_event_is_ignored() -> None:
     headers, body = signed("issues", {"action": "opened"})
     outcome = read_delivery(headers, body, secrets=[SECRET]).outcome
-    assert isinstance(outcome, Ignored) and "issues" in outcome.reason
+    assert isinstance(outcome, Ignored)
+    assert "issues" in outcome.reason
 
 
 @pytest.mark.parametrize(

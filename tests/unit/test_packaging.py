@@ -135,7 +135,8 @@ def installed_closure(requirements: list[Requirement]) -> dict[NormalizedName, s
 def test_this_environment_has_exactly_the_locked_versions():
     locked = pins("requirements-test.lock")
     needed = installed_closure(runtime_requirements() + extra_test_requirements())
-    assert "rq" in needed and "pytest" in needed
+    assert "rq" in needed
+    assert "pytest" in needed
     for name, installed in sorted(needed.items()):
         lines = [line for line in locked.get(name, []) if not line.marker or line.marker.evaluate()]
         assert len(lines) == 1, f"{name} is needed here but not locked for here: {RELOCK}"

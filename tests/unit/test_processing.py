@@ -52,14 +52,14 @@ def processor_raising(context: PushContext) -> None:
     raise ValueError("bad input in " + context.repository)
 
 
-@pytest.fixture()
+@pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     path = tmp_path / "checkout"
     path.mkdir()
     return path
 
 
-@pytest.fixture()
+@pytest.fixture
 def event_path(tmp_path: Path) -> Path:
     return tmp_path / "event.json"
 
@@ -132,7 +132,9 @@ def test_process_env_names_what_else_passes_but_never_a_secret(tmp_path: Path) -
         passed=("NPM_TOKEN", "REDIS_URL", "MISSING"),
     )
     assert env["NPM_TOKEN"] == "npm"
-    assert "REDIS_URL" not in env and "OTHER" not in env and "MISSING" not in env
+    assert "REDIS_URL" not in env
+    assert "OTHER" not in env
+    assert "MISSING" not in env
 
 
 def test_successful_command_returns_its_output_and_runs_in_the_checkout(

@@ -27,7 +27,7 @@ def _sandbox(network: bool = True, hidden: tuple[str, ...] = ()) -> Sandbox:
     return chosen
 
 
-@pytest.fixture()
+@pytest.fixture
 def job(tmp_path: Path) -> tuple[Path, Path]:
     """(checkout, event file) inside a private job directory, next to a file of another job's."""
     root = tmp_path / "job"
@@ -66,7 +66,8 @@ def test_no_bubblewrap_is_refused_in_one_line_saying_what_to_do(
         choose("auto", network=True)
     message = str(info.value)
     assert "\n" not in message
-    assert "bubblewrap" in message and "SANDBOX=none" in message
+    assert "bubblewrap" in message
+    assert "SANDBOX=none" in message
 
 
 def test_a_bubblewrap_that_cannot_make_a_sandbox_is_refused(
@@ -177,8 +178,10 @@ def test_a_worker_where_bubblewrap_cannot_run_fails_command_jobs_saying_why(
     monkeypatch.setattr(sandbox_module, "find_bwrap", lambda: None)
     auto = Runtime(Settings(process_command="make check"))
     assert auto.sandbox is None
-    assert auto.sandbox_error and "SANDBOX=auto" in auto.sandbox_error
+    assert auto.sandbox_error
+    assert "SANDBOX=auto" in auto.sandbox_error
     unsandboxed = Runtime(Settings(process_command="make check", sandbox="none"))
-    assert unsandboxed.sandbox is None and unsandboxed.sandbox_error is None
+    assert unsandboxed.sandbox is None
+    assert unsandboxed.sandbox_error is None
     processor_only = Runtime(Settings(processor="m:f"))
     assert processor_only.sandbox_error is None  # nothing of the repository's runs

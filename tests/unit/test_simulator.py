@@ -252,7 +252,8 @@ def test_clone_and_fetch_an_older_sha_after_the_branch_moved(
     assert fetch.returncode == 0, fetch.stderr
     assert git("rev-parse", "FETCH_HEAD", cwd=work).stdout.strip() == first
     posts = [r for r in sim.requests if r.path.endswith("/git-upload-pack")]
-    assert posts and all(r.status == 200 for r in posts)
+    assert posts
+    assert all(r.status == 200 for r in posts)
 
 
 def test_git_without_or_with_bad_token_gets_401(
@@ -319,7 +320,8 @@ def test_upload_pack_accepts_chunked_and_gzip_bodies(
         timeout=10,
     )
     assert chunked.request.headers["Transfer-Encoding"] == "chunked"
-    assert chunked.status_code == 200 and tip + b" refs/heads/main" in chunked.content
+    assert chunked.status_code == 200
+    assert tip + b" refs/heads/main" in chunked.content
     gzipped = requests.post(
         f"{repo.clone_url}/git-upload-pack",
         data=gzip.compress(ls_refs),
@@ -327,7 +329,8 @@ def test_upload_pack_accepts_chunked_and_gzip_bodies(
         auth=auth,
         timeout=10,
     )
-    assert gzipped.status_code == 200 and tip + b" refs/heads/main" in gzipped.content
+    assert gzipped.status_code == 200
+    assert tip + b" refs/heads/main" in gzipped.content
 
 
 def test_concurrent_mints_and_fetches(sim: GitHubSimulator, repo: Repository, app_key) -> None:
@@ -376,16 +379,21 @@ def test_push_payload_shape(sim: GitHubSimulator, repo: Repository) -> None:
     assert [c["id"] for c in payload["commits"]] == [one, two]
     first, second = payload["commits"]
     assert first["message"] == "first\n\nbody"
-    assert first["added"] == ["a.txt"] and first["modified"] == []
-    assert second["removed"] == ["a.txt"] and second["modified"] == ["README.md"]
+    assert first["added"] == ["a.txt"]
+    assert first["modified"] == []
+    assert second["removed"] == ["a.txt"]
+    assert second["modified"] == ["README.md"]
     assert re.fullmatch(r"[0-9a-f]{40}", first["tree_id"])
-    assert first["author"]["username"] == "octocat" and first["distinct"] is True
+    assert first["author"]["username"] == "octocat"
+    assert first["distinct"] is True
     datetime.fromisoformat(first["timestamp"])
     assert payload["head_commit"]["id"] == two
 
     repository = payload["repository"]
-    assert repository["id"] == repo.id and repository["full_name"] == "octo-org/hello"
-    assert repository["private"] is True and repository["default_branch"] == "main"
+    assert repository["id"] == repo.id
+    assert repository["full_name"] == "octo-org/hello"
+    assert repository["private"] is True
+    assert repository["default_branch"] == "main"
     assert repository["owner"]["login"] == "octo-org"
     assert repository["owner"]["type"] == "Organization"
     assert repository["clone_url"] == repo.clone_url
@@ -398,19 +406,24 @@ def test_push_payload_shape(sim: GitHubSimulator, repo: Repository) -> None:
     assert isinstance(repository["pushed_at"], int)
     assert repository["owner"]["repos_url"] == f"{sim.api_url}/users/octo-org/repos"
     assert payload["organization"]["login"] == "octo-org"
-    assert payload["installation"]["id"] == 1 and payload["installation"]["node_id"]
-    assert payload["sender"]["type"] == "User" and payload["pusher"]["name"]
+    assert payload["installation"]["id"] == 1
+    assert payload["installation"]["node_id"]
+    assert payload["sender"]["type"] == "User"
+    assert payload["pusher"]["name"]
     assert payload["sender"]["following_url"].endswith("/users/octocat/following{/other_user}")
     assert (
         sim.push_payload(repo.full_name, before, two, installation_id=7)["installation"]["id"] == 7
     )
 
     rewound = sim.push_payload(repo.full_name, two, before)
-    assert rewound["forced"] is True and rewound["commits"] == []
+    assert rewound["forced"] is True
+    assert rewound["commits"] == []
 
     deleted = sim.push_payload(repo.full_name, two, ZERO)
-    assert deleted["deleted"] is True and deleted["after"] == ZERO
-    assert deleted["commits"] == [] and deleted["head_commit"] is None
+    assert deleted["deleted"] is True
+    assert deleted["after"] == ZERO
+    assert deleted["commits"] == []
+    assert deleted["head_commit"] is None
 
 
 # Failure injection and lifecycle --------------------------------------------------------
@@ -422,7 +435,8 @@ def test_inject_failure_applies_once_then_normal(sim: GitHubSimulator, app_key) 
     )
     failed = post_token(sim, make_jwt(app_key[0]))
     assert failed.status_code == 503
-    assert failed.headers["Retry-After"] == "1" and failed.json() == {"m": 1}
+    assert failed.headers["Retry-After"] == "1"
+    assert failed.json() == {"m": 1}
     assert post_token(sim, make_jwt(app_key[0])).status_code == 201
     assert [r.status for r in sim.requests] == [503, 201]
 
@@ -528,16 +542,19 @@ def test_send_list_page_and_redeliver_webhooks(
     )
     assert (failed.event, failed.action, failed.guid) == ("push", None, "guid-1")
     assert (failed.installation_id, failed.repository_id) == (1, repo.id)
-    assert failed.delivered_at.tzinfo is not None and failed.duration >= 0
+    assert failed.delivered_at.tzinfo is not None
+    assert failed.duration >= 0
     assert (installed.status, installed.status_code, installed.action) == ("OK", 200, "created")
-    assert installed.repository_id is None and installed.id > failed.id
+    assert installed.repository_id is None
+    assert installed.id > failed.id
     assert re.fullmatch(r"[0-9a-f-]{36}", installed.guid)
     assert sim.hook_deliveries == [failed, installed]
 
     headers, body = receiver.received[0]
     assert json.loads(body) == push
     assert headers["Content-Type"] == "application/json"
-    assert headers["X-Github-Event"] == "push" and headers["X-Github-Delivery"] == "guid-1"
+    assert headers["X-Github-Event"] == "push"
+    assert headers["X-Github-Delivery"] == "guid-1"
     assert headers["X-Github-Hook-Installation-Target-Type"] == "integration"
     assert headers["X-Github-Hook-Installation-Target-Id"] == APP_ID
     assert headers["X-Github-Hook-Id"].isdigit()
@@ -549,7 +566,8 @@ def test_send_list_page_and_redeliver_webhooks(
     assert first_page.status_code == 200
     [newest] = first_page.json()
     assert set(newest) == DELIVERY_KEYS
-    assert newest["id"] == installed.id and newest["throttled_at"] is None
+    assert newest["id"] == installed.id
+    assert newest["throttled_at"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", newest["delivered_at"])
     next_url = first_page.links["next"]["url"]
     assert next_url.startswith(f"{sim.api_url}/app/hook/deliveries?")
@@ -559,7 +577,8 @@ def test_send_list_page_and_redeliver_webhooks(
     assert "next" not in second_page.links
 
     one = api_get(f"{sim.api_url}/app/hook/deliveries/{failed.id}", token)
-    assert one.status_code == 200 and one.json()["guid"] == "guid-1"
+    assert one.status_code == 200
+    assert one.json()["guid"] == "guid-1"
     assert one.json()["request"]["payload"] == push
     assert api_get(f"{sim.api_url}/app/hook/deliveries/1", token).status_code == 404
 
@@ -568,7 +587,8 @@ def test_send_list_page_and_redeliver_webhooks(
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
-    assert attempt.status_code == 202 and attempt.json() == {}
+    assert attempt.status_code == 202
+    assert attempt.json() == {}
     wait_for(lambda: len(sim.hook_deliveries) == 3)
     again = sim.hook_deliveries[-1]
     assert (again.guid, again.redelivery, again.status, again.status_code) == (
@@ -577,10 +597,12 @@ def test_send_list_page_and_redeliver_webhooks(
         "OK",
         200,
     )
-    assert again.event == "push" and again.id > installed.id
+    assert again.event == "push"
+    assert again.id > installed.id
     assert sim.redelivery_requests == [failed.id]
     headers, redelivered_body = receiver.received[-1]
-    assert headers["X-Github-Delivery"] == "guid-1" and redelivered_body == body
+    assert headers["X-Github-Delivery"] == "guid-1"
+    assert redelivered_body == body
     assert_signed(headers, redelivered_body)
 
     unknown = requests.post(
@@ -591,7 +613,8 @@ def test_send_list_page_and_redeliver_webhooks(
     assert unknown.status_code == 404
     everything = api_get(f"{sim.url}/app/hook/deliveries", token)
     assert [d["id"] for d in everything.json()] == [again.id, installed.id, failed.id]
-    assert everything.json()[0]["redelivery"] is True and "Link" not in everything.headers
+    assert everything.json()[0]["redelivery"] is True
+    assert "Link" not in everything.headers
 
 
 def test_unreachable_webhook_url_is_recorded_not_raised(sim: GitHubSimulator) -> None:
@@ -600,10 +623,12 @@ def test_unreachable_webhook_url_is_recorded_not_raised(sim: GitHubSimulator) ->
         port = probe.getsockname()[1]
     sim.webhook_url = f"http://127.0.0.1:{port}/webhook"
     refused = sim.send_webhook("ping", {"zen": "Keep it logically awesome."})
-    assert refused.status != "OK" and refused.status_code == 0
+    assert refused.status != "OK"
+    assert refused.status_code == 0
     sim.webhook_url = None
     unset = sim.send_webhook("ping", {})
-    assert unset.status != "OK" and unset.status_code == 0
+    assert unset.status != "OK"
+    assert unset.status_code == 0
     assert sim.hook_deliveries == [refused, unset]
 
 
