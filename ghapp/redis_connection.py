@@ -51,7 +51,9 @@ def round_trip(client: redis.Redis, *commands: tuple[object, ...]) -> list[objec
         pool.release(connection)
 
 
-def _exchange(connection: redis.connection.AbstractConnection, commands: tuple) -> list[object]:
+def _exchange(
+    connection: redis.connection.AbstractConnection, commands: tuple[tuple[object, ...], ...]
+) -> list[object]:
     # One buffer, one send: redis-py sends a large value apart from its command, a syscall more.
     connection.send_packed_command([b"".join(connection.pack_commands(commands))])
     replies: list[object] = []

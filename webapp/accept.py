@@ -22,10 +22,11 @@ from rq.utils import now, utcformat
 
 from ghapp import keys
 from ghapp.push_job import FUNCTION as PUSH_JOB
+from ghapp.push_job import PushJob
 from ghapp.queueing import hard_timeout, retry_policy
 from ghapp.redis_connection import round_trip
 
-from .deliveries import MAX_CLOCK_SKEW, ZERO_SHA, InstallationChange, PushJob
+from .deliveries import MAX_CLOCK_SKEW, ZERO_SHA, InstallationChange
 
 # One round trip. The payload is stored first, by a plain SET: through Lua it cost Redis ten times
 # as long (about 1 µs per KB). Then one atomic script refuses a delivery already in the ledger,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
-def healthz():
+def healthz() -> Response:
     current_app.extensions["ghapp.redis"].ping()  # RedisError → 503 by the error handler
     return jsonify({"status": "ok"})
