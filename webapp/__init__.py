@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from a2wsgi import WSGIMiddleware
 from flask import Flask
 from rq import Queue
 
@@ -11,24 +12,28 @@ from ghapp.settings import Settings, environment, load_settings
 from .accept import PushQueue
 from .errors import register_error_handlers
 from .health import blueprint
-from .webhook import MAX_BODY, WebhookEndpoint
+from .webhook import MAX_BODY, WebApp, Webhook
+
+# Threads running Flask's routes (health checks, 404s), per web worker.
+FLASK_THREADS = 2
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask app; without ``settings`` they are read from the environment and ``.env``."""
+def create_app(settings: Settings | None = None) -> WebApp:
+    """The web process's ASGI app (the webhook, and Flask for every other route); without
+    ``settings`` they are read from the environment and ``.env``."""
     if settings is None:
         settings = load_settings(environment())
     settings.require_web()
     settings.require_redis()
     assert settings.redis_url is not None
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    flask = Flask(__name__)
+    flask.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     connection = connect(settings.redis_url, socket_timeout=2.0)
-    app.extensions["ghapp.redis"] = connection
-    app.register_blueprint(blueprint)
-    register_error_handlers(app)
+    flask.extensions["ghapp.redis"] = connection
+    flask.register_blueprint(blueprint)
+    register_error_handlers(flask)
     pushes = PushQueue(
         Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
     )
-    app.wsgi_app = WebhookEndpoint(settings, connection, pushes, app.wsgi_app)  # type: ignore[method-assign]
-    return app
+    webhook = Webhook(settings, connection, pushes)
+    return WebApp(webhook, WSGIMiddleware(flask, workers=FLASK_THREADS))
