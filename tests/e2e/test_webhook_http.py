@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import uuid
-from urllib.parse import urlencode
+from collections.abc import Iterator
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from rq import Queue
@@ -13,6 +16,7 @@ from ghapp import keys
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.e2e.conftest import Stack
 from tests.support import wait_job
+from webapp.deliveries import signature_for
 
 ZERO = "0" * 40
 
@@ -163,6 +167,94 @@ def test_body_over_25_mib_is_413(stack: Stack):
     body = b'{"pad": "' + b"x" * (25 * 1024 * 1024) + b'"}'
     answer = stack.post(body, event="ping")
     assert answer.status_code == 413
+
+
+def pieces(body: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    """``body`` as a generator: requests sends it chunked (Transfer-Encoding: chunked)."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def post_chunked(stack: Stack, body: bytes, event: str = "push") -> requests.Response:
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature_for(body, b"test-secret"),
+    }
+    return requests.post(stack.webhook, data=pieces(body), headers=headers, timeout=30)
+
+
+def test_chunked_bodies_are_read_whole_and_over_25_mib_refused(stack: Stack, fresh_repo_name: str):
+    payload = push_payload(stack, fresh_repo_name)
+    answer = post_chunked(stack, json.dumps(payload).encode())
+    assert answer.request.headers["Transfer-Encoding"] == "chunked"
+    assert answer.status_code == 202, answer.text
+    assert wait_job(stack.redis, answer.json()["job_id"]).get_status() == "finished"
+    large = b'{"pad": "' + b"x" * (25 * 1024 * 1024) + b'"}'
+    assert post_chunked(stack, large, event="ping").status_code == 413
+
+
+def raw_exchange(stack: Stack, data: bytes) -> bytes:
+    """Send ``data``, say no more is coming (half-close), and read until the server closes."""
+    parts = urlsplit(stack.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def raw_ping(stack: Stack, *, content_length: int | None = None, extra: str = "") -> bytes:
+    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
+    head = (
+        "POST /webhook HTTP/1.1\r\n"
+        f"Host: {urlsplit(stack.url).netloc}\r\n"
+        "Content-Type: application/json\r\n"
+        "X-GitHub-Event: ping\r\n"
+        f"X-GitHub-Delivery: {uuid.uuid4()}\r\n"
+        f"X-Hub-Signature-256: {signature_for(body, b'test-secret')}\r\n"
+        f"Content-Length: {len(body) if content_length is None else content_length}\r\n"
+        f"{extra}\r\n"
+    )
+    return head.encode() + body
+
+
+def statuses(received: bytes) -> list[bytes]:
+    """The status of each answer in ``received`` (their bodies are JSON)."""
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+
+
+def test_a_body_ending_short_of_its_content_length_is_400(stack: Stack):
+    received = raw_exchange(stack, raw_ping(stack, content_length=10_000))
+    assert statuses(received) == [b"400"], received[:500]
+    assert b"body shorter than its Content-Length" in received
+
+
+def test_several_deliveries_on_one_connection_are_answered_in_turn(stack: Stack):
+    # Kept alive, and pipelined: the second is sent before the first is answered.
+    received = raw_exchange(stack, raw_ping(stack) + raw_ping(stack, extra="Connection: close\r\n"))
+    assert statuses(received) == [b"200", b"200"], received[:1000]
+    with requests.Session() as session:
+        for _ in range(3):
+            body = json.dumps({"zen": "again"}).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "ping",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": signature_for(body, b"test-secret"),
+            }
+            answer = session.post(stack.webhook, data=body, headers=headers, timeout=10)
+            assert answer.status_code == 200, answer.text
+
+
+def test_the_webhook_takes_post_only(stack: Stack):
+    answer = requests.get(stack.webhook, timeout=10)
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "POST"
+    assert "POST" in answer.json()["error"]
 
 
 def test_webhook_for_another_app_is_refused(stack: Stack, fresh_repo_name: str):
