@@ -41,7 +41,11 @@ def newer_than(latest: bytes | None, delivery: str) -> str | None:
     (``*``), or nothing readable is stored (processing is then the safe side)."""
     if latest is None:
         return None
-    _, _, rest = latest.decode(errors="replace").partition(" ")
+    try:
+        text = latest.decode()
+    except UnicodeDecodeError:
+        return None  # not what the enqueue writes
+    _, _, rest = text.partition(" ")
     # "<before>:<after>:<delivery>", or the bare delivery of the format before it.
     newest = [token.rpartition(":")[2] for token in rest.split()]
     if not newest or "*" in newest or delivery in newest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -82,11 +83,11 @@ def rate_limit_wait(response: requests.Response, now: float) -> float | None:
     if response.status_code not in (403, 429):
         return None
     retry_after = response.headers.get("Retry-After", "").strip()
-    if retry_after.isdigit():
+    if retry_after.isdecimal():
         return float(retry_after)
     if response.headers.get("X-RateLimit-Remaining", "").strip() == "0":
         reset = response.headers.get("X-RateLimit-Reset", "").strip()
-        if reset.isdigit():
+        if reset.isdecimal():
             return max(1.0, float(reset) - now)
         return 60.0
     if response.status_code == 429 or "rate limit" in _message(response).lower():
@@ -102,7 +103,10 @@ def clock_offset(response: requests.Response, now: float) -> float | None:
     if not any(marker in message for marker in CLOCK_MESSAGES):
         return None
     try:
-        server_time = parsedate_to_datetime(response.headers["Date"]).timestamp()
+        when = parsedate_to_datetime(response.headers["Date"])
+        if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
+        server_time = when.timestamp()
     except (KeyError, TypeError, ValueError):
         return None
     return server_time - now

@@ -142,12 +142,6 @@ def test_bodies_that_are_not_githubs_json_do_not_break_the_decision(raw):
     assert rate_limit_wait(answer(403, raw=raw, reason=None), NOW) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="str.isdigit() accepts '²' (a Latin-1 header byte 0xB2) that float() refuses: "
-    "ValueError escapes GitHubAPI.request untyped; use str.isdecimal() or try float()",
-)
 @pytest.mark.parametrize(
     "headers",
     [
@@ -220,11 +214,6 @@ def new_york_time() -> Iterator[None]:
         time.tzset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parsedate_to_datetime gives a naive datetime for '-0000' or no zone, and .timestamp() "
-    "reads it as local time: off by the machine's UTC offset; treat naive as UTC",
-)
 @pytest.mark.usefixtures("new_york_time")
 @pytest.mark.parametrize("stamp", ["Tue, 14 Nov 2023 22:13:20 -0000", "Tue, 14 Nov 2023 22:13:20"])
 def test_a_date_without_a_zone_is_read_as_utc_whatever_the_local_zone(stamp):
