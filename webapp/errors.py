@@ -19,6 +19,8 @@ REDIS_REFUSED = (
     "the queue (Redis) refused to store the delivery (out of memory?); "
     "GitHub can redeliver this later"
 )
+REDIS_AUTH = "the queue (Redis) refused ghapp's credentials: check REDIS_URL's password"
+AUTH_REPLIES = ("NOAUTH", "WRONGPASS")
 MESSAGES = {
     413: "body larger than 25 MiB, GitHub's own limit for webhook payloads",
     503: "the queue (Redis) is unreachable; GitHub can redeliver this later",
@@ -44,7 +46,10 @@ def answer_for(exc: Exception) -> Answer:
     if isinstance(exc, redis.RedisError):
         log.warning("Redis failed, answering 503: %s: %s", type(exc).__name__, exc)
         unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
-        message = MESSAGES[503] if unreachable else REDIS_REFUSED
+        if isinstance(exc, redis.AuthenticationError) or str(exc).startswith(AUTH_REPLIES):
+            message = REDIS_AUTH
+        else:
+            message = MESSAGES[503] if unreachable else REDIS_REFUSED
         return json_answer(
             503, {"status": "error", "error": message}, **{"Retry-After": str(RETRY_AFTER_SECONDS)}
         )

@@ -213,3 +213,17 @@ def test_flask_answers_every_error_as_one_line_of_json(client, method, path, sta
 def test_flask_passes_retry_after_on(client):
     response = client.post("/redis-down")
     assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.AuthenticationError("invalid username-password pair"),
+        redis.ResponseError("NOAUTH Authentication required."),
+        redis.ResponseError("WRONGPASS invalid username-password pair"),
+    ],
+)
+def test_redis_refusing_ghapps_credentials_says_to_check_the_password(exc) -> None:
+    answer = answer_for(exc)
+    assert answer.status == 503
+    assert "REDIS_URL's password" in orjson.loads(answer.body)["error"]
