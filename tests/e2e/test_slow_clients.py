@@ -4,6 +4,7 @@ nor hold connections for longer than the read timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -143,7 +144,8 @@ class SlowClients:
                 client.step(now)
                 if client.closed_after is not None and self.reconnect:
                     self.cut_off += 1
-                    client.connect()
+                    with contextlib.suppress(OSError):  # refused: tried again next time
+                        client.connect()
 
     def stop(self) -> None:
         self.stopping.set()
