@@ -1,28 +1,48 @@
-"""What the sandbox costs a job: the same command run bare (SANDBOX=none) and in bubblewrap,
-alternately, wall time and CPU (of the command and everything it started) per run."""
+"""Section 7, what the sandbox costs a job: the same command run bare (SANDBOX=none) and in
+bubblewrap, alternately, wall time and CPU (of the command and everything it started) per run.
+
+Usage: PYTHONPATH=. python bench/sandbox_cost.py (also ``./run bench --only sandbox``).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import statistics
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.processing import PushContext, run_command
-from worker.sandbox import SandboxUnavailable, choose
+from worker.sandbox import Sandbox, SandboxUnavailable, choose
 from worker.workspace import JobDirectory
 
 RUNS = 40
+FILES = 50
 COMMANDS = {
     "`true`": "true",
     "`git log -1` + `ls -R`": "git log -1 --format=%h >/dev/null; ls -R >/dev/null",
 }
+MODES = ("bare", "bubblewrap")
 
 
-def _children_cpu() -> float:
+@dataclass
+class Runs:
+    wall: list[float] = field(default_factory=list)  # seconds, by run
+    cpu: list[float] = field(default_factory=list)  # CPU seconds of the whole machine, by run
+
+
+@dataclass
+class SandboxCost:
+    runs: int
+    files: int
+    unavailable: str | None = None  # why bubblewrap could not be measured
+    bwrap: str = ""  # which bubblewrap
+    commands: dict[str, dict[str, Runs]] = field(default_factory=dict)  # label → mode → runs
+
+
+def busy_cpu() -> float:
     """CPU seconds the whole machine spent busy: what a PID namespace's processes use does not
     all come back to this process's children's usage (the namespace's init reaps them)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -30,43 +50,29 @@ def _children_cpu() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def run_sandbox_cost(add: Callable[..., None]) -> None:
-    add("## 7. What the sandbox costs a job")
-    add()
+def make_checkout(path: Path, files: int) -> None:
+    """A git repository of one commit of ``files`` small files."""
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    for n in range(files):
+        (path / f"file-{n}.txt").write_text("x\n")
+    git = ["git", "-C", str(path), "-c", "user.name=b", "-c", "user.email=b@b"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+
+
+def measure() -> SandboxCost:
+    result = SandboxCost(RUNS, FILES)
     try:
         sandbox = choose("bwrap", network=True)
     except SandboxUnavailable as exc:
-        add(f"Not measured: {exc}")
-        add()
-        return
+        result.unavailable = str(exc)
+        return result
+    result.bwrap = sandbox.bwrap.rsplit("/", 3)[-3]
     home = Path(tempfile.mkdtemp(prefix="ghapp-bench-sandbox-"))
     try:
         checkout = home / "checkout"
-        checkout.mkdir()
-        import subprocess
-
-        subprocess.run(["git", "init", "-q", str(checkout)], check=True)
-        for n in range(50):
-            (checkout / f"file-{n}.txt").write_text("x\n")
-        subprocess.run(
-            ["git", "-C", str(checkout), "-c", "user.name=b", "-c", "user.email=b@b", "add", "."],
-            check=True,
-        )
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(checkout),
-                "-c",
-                "user.name=b",
-                "-c",
-                "user.email=b@b",
-                "commit",
-                "-qm",
-                "c",
-            ],
-            check=True,
-        )
+        make_checkout(checkout, FILES)
         context = PushContext(
             path=checkout,
             repository="o/r",
@@ -75,48 +81,23 @@ def run_sandbox_cost(add: Callable[..., None]) -> None:
             delivery="bench",
             payload={},
         )
-        rows = []
+        boxes: dict[str, Sandbox | None] = {"bare": None, "bubblewrap": sandbox}
         for label, command in COMMANDS.items():
-            figures: dict[str, tuple[list[float], list[float]]] = {
-                "bare": ([], []),
-                "bubblewrap": ([], []),
-            }
+            runs = result.commands[label] = {mode: Runs() for mode in MODES}
             for _ in range(RUNS):
-                for mode, box in (("bare", None), ("bubblewrap", sandbox)):
-                    cpu, started = _children_cpu(), time.perf_counter()
+                for mode, box in boxes.items():
+                    cpu, started = busy_cpu(), time.perf_counter()
                     run_command(
-                        command,
-                        context,
-                        job_dir=JobDirectory(home),
-                        timeout=60,
-                        sandbox=box,
+                        command, context, job_dir=JobDirectory(home), timeout=60, sandbox=box
                     )
-                    figures[mode][0].append(time.perf_counter() - started)
-                    figures[mode][1].append(_children_cpu() - cpu)
-            bare_wall = statistics.median(figures["bare"][0]) * 1000
-            box_wall = statistics.median(figures["bubblewrap"][0]) * 1000
-            bare_cpu = statistics.mean(figures["bare"][1]) * 1000
-            box_cpu = statistics.mean(figures["bubblewrap"][1]) * 1000
-            rows.append(
-                f"| {label} | {bare_wall:.1f} ms / {bare_cpu:.1f} ms | "
-                f"{box_wall:.1f} ms / {box_cpu:.1f} ms | "
-                f"+{box_wall - bare_wall:.1f} ms / +{box_cpu - bare_cpu:.1f} ms |"
-            )
-        add(
-            f"Each command run {RUNS} times bare and {RUNS} times in bubblewrap "
-            f"({sandbox.bwrap.rsplit('/', 3)[-3]}), alternately, in a 50-file checkout; "
-            "median wall time / mean CPU the machine spent per run (everything busy, from "
-            "/proc/stat: run it on an idle machine)."
-        )
-        add()
-        add("| command | bare (SANDBOX=none) | bubblewrap | cost of the sandbox |")
-        add("|---|---|---|---|")
-        for row in rows:
-            add(row)
-        add()
+                    runs[mode].wall.append(time.perf_counter() - started)
+                    runs[mode].cpu.append(busy_cpu() - cpu)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    return result
 
 
 if __name__ == "__main__":
-    run_sandbox_cost(print)
+    from bench import report
+
+    print("\n".join(report.sandbox(measure())))
