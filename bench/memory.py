@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ghapp.local import process_children
+from tests.support import process_children
 
 
 def peak_rss_mib(pid: int) -> float:

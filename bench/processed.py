@@ -18,8 +18,8 @@ from rq.job import Job, JobStatus
 
 from bench.memory import peak_rss_mib
 from bench.stage import INSTALLATION, SECRET, Stage, answers, serve_ghapp, started
-from ghapp.local import free_port, process_children, wait_until
-from tests.support import ghapp, signed_post
+from ghapp.local import free_port, wait_until
+from tests.support import ghapp, process_children, signed_post
 
 REPOSITORIES = 20
 PUSHES_EACH = 25

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bench.load import wrk_argv
 from bench.stage import Stage, answers, serve_ghapp
-from ghapp.local import free_port, process_children, wait_until
+from ghapp.local import free_port, wait_until
+from tests.support import process_children
 
 PAYLOAD = "8 KB"
 CONNECTIONS = 16

@@ -9,10 +9,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from ghapp.embedded_redis import EmbeddedRedisError
-from ghapp.logs import configure_logging
-from ghapp.process_secrets import handoff, protect_process, withheld
-from ghapp.settings import (
+from ghapp.core.logs import configure_logging
+from ghapp.core.process_secrets import handoff, protect_process, withheld
+from ghapp.core.settings import (
     ConfigError,
     Settings,
     check_private_key,
@@ -20,6 +19,7 @@ from ghapp.settings import (
     load_settings,
     private_key_file_warning,
 )
+from ghapp.embedded_redis import EmbeddedRedisError
 
 
 def _settings() -> Settings:

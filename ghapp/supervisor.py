@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ghapp.core.child_processes import signal_on_parent_death
+from ghapp.core.process_secrets import handoff, is_secret, withheld
+from ghapp.core.settings import Settings
 from ghapp.embedded_redis import EmbeddedRedis
-from ghapp.local import signal_on_parent_death
-from ghapp.process_secrets import handoff, is_secret, withheld
-from ghapp.settings import Settings
 
 log = logging.getLogger("ghapp.serve")
 GRACE_SECONDS = 30  # as on Heroku: SIGTERM, then SIGKILL 30 s later

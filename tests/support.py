@@ -196,3 +196,17 @@ def push_job(pushed_at: int = 1_700_000_000, repository: str = "octo-org/queued"
         sha=uuid.uuid4().hex + "0" * 8,
         pushed_at=pushed_at,
     )
+
+
+def process_children() -> dict[int, list[int]]:
+    """Each running process's children, by parent pid, as Linux's /proc tells it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it ended meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    return children

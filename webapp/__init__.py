@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 from rq import Queue
 
-from ghapp.redis_connection import connect
-from ghapp.settings import Settings, environment, load_settings
+from ghapp.core.redis_connection import connect
+from ghapp.core.settings import Settings, environment, load_settings
 
 from .accept import PushQueue
 from .errors import register_error_handlers
 from .health import blueprint
-from .webhook import MAX_BODY, WebApp, Webhook
+from .webhook import MAX_BODY, ASGIApp, WebApp, Webhook
+
+if TYPE_CHECKING:
+    from a2wsgi.wsgi_typing import WSGIApp
 
 # Threads running Flask's routes (health checks, 404s), per web worker.
 FLASK_THREADS = 2
@@ -36,4 +41,6 @@ def create_app(settings: Settings | None = None) -> WebApp:
         Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
     )
     webhook = Webhook(settings, connection, pushes)
-    return WebApp(webhook, WSGIMiddleware(flask, workers=FLASK_THREADS))
+    # a2wsgi's and Flask's type hints describe the same WSGI and ASGI calls in other words.
+    routes = WSGIMiddleware(cast("WSGIApp", flask), workers=FLASK_THREADS)
+    return WebApp(webhook, cast(ASGIApp, routes))

@@ -20,11 +20,11 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
-from ghapp import keys
-from ghapp.push_job import FUNCTION as PUSH_JOB
-from ghapp.push_job import PushJob
-from ghapp.queueing import hard_timeout, retry_policy
-from ghapp.redis_connection import round_trip
+from ghapp.core import redis_keys
+from ghapp.core.push_job import FUNCTION as PUSH_JOB
+from ghapp.core.push_job import PushJob
+from ghapp.core.queueing import hard_timeout, retry_policy
+from ghapp.core.redis_connection import round_trip
 
 from .deliveries import MAX_CLOCK_SKEW, ZERO_SHA, InstallationChange
 
@@ -236,8 +236,8 @@ class PushQueue:
             text = value.value if isinstance(value, Enum) else value
             shared += [lua_string(name), lua_string(text if isinstance(text, bytes) else str(text))]
         source = ENQUEUE_SCRIPT.substitute(
-            ledger_ttl=keys.LEDGER_TTL,
-            payload_ttl=keys.PAYLOAD_TTL,
+            ledger_ttl=redis_keys.LEDGER_TTL,
+            payload_ttl=redis_keys.PAYLOAD_TTL,
             payload_grace=PAYLOAD_GRACE,
             max_tied=MAX_TIED,
             zero=ZERO_SHA,
@@ -250,16 +250,16 @@ class PushQueue:
     def enqueue(self, push: PushJob, payload_json: bytes, *, app: str) -> str | None:
         """Enqueue ``push`` unless its delivery, or the same push of the same branch under
         another delivery id, was accepted before; the job id, or None."""
-        payload_key = keys.payload(app, push.delivery)
+        payload_key = redis_keys.payload(app, push.delivery)
         job_id = uuid.uuid4().hex
         kwargs = dataclasses.replace(push, payload_key=payload_key).to_kwargs()
         # RQ's job data is its serializer's (function, instance, args, kwargs); RQ compresses
         # it, and reads it back uncompressed as well: compressing would cost more than it saves.
         script_keys = (
-            keys.delivery(app, push.delivery),
+            redis_keys.delivery(app, push.delivery),
             payload_key,
-            keys.latest_push(push.repository_id, push.ref),
-            keys.push(app, push.repository_id, push.ref, push.before, push.sha),
+            redis_keys.latest_push(push.repository_id, push.ref),
+            redis_keys.push(app, push.repository_id, push.ref, push.before, push.sha),
             Job.key_for(job_id),
             self.queue.key,
             self.queue.redis_queues_keys,
@@ -290,8 +290,8 @@ class PushQueue:
 
 def record_installation(connection: redis.Redis, change: InstallationChange) -> None:
     """Keep what GitHub told us about an installation; drop its tokens when it goes away."""
-    key = keys.installation(change.installation_id)
-    repos = keys.installation_repositories(change.installation_id)
+    key = redis_keys.installation(change.installation_id)
+    repos = redis_keys.installation_repositories(change.installation_id)
     with connection.pipeline() as pipe:
         fields = ["id", str(change.installation_id), "action", change.action]
         if change.account:
@@ -309,4 +309,4 @@ def record_installation(connection: redis.Redis, change: InstallationChange) -> 
 
 
 def drop_tokens(connection: redis.Redis, installation_id: int) -> None:
-    connection.delete(keys.tokens(installation_id))
+    connection.delete(redis_keys.tokens(installation_id))

@@ -13,12 +13,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
 
-from ghapp.push_job import PushJob
+from ghapp.core.push_job import PushJob
 
 ZERO_SHA = "0" * 40
 # Matched whole (re.fullmatch): "$" would accept a trailing newline.
@@ -55,6 +55,12 @@ class BadRequest(DeliveryError):
 
 class WrongApp(DeliveryError):
     status = 403
+
+
+class HeaderLookup(Protocol):
+    """Request headers by name (a dict, or a server's case-insensitive headers)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -272,7 +278,7 @@ def classify_installation(event: str, payload: Mapping[str, Any]) -> Installatio
 
 
 def read_delivery(
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
     body: bytes,
     *,
     secrets: Iterable[bytes],

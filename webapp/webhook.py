@@ -7,7 +7,7 @@ every other request to Flask (a WSGI app, run in a thread by a2wsgi).
 
 The body is read on the event loop: a client that sends it slowly holds a connection, never a
 worker (the server cuts off a request that has not arrived in time, see
-``ghapp/gunicorn_config.py``). Deciding and enqueuing block on Redis, so they run in a small
+``webapp/server.py``). Deciding and enqueuing block on Redis, so they run in a small
 thread pool of their own: the loop goes on reading other requests, and keeping their deadlines,
 while Redis answers (or is slow to). Measured, this acknowledged as fast as deciding on the loop
 itself, or faster. What waits for a thread is bounded by the server's limit on requests.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,10 +25,11 @@ import redis
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ghapp.settings import Settings
+from ghapp.core.push_job import PushJob
+from ghapp.core.settings import Settings
 
 from .accept import PushQueue, record_installation
-from .deliveries import BadRequest, Ignored, InstallationChange, PushJob, read_delivery
+from .deliveries import BadRequest, HeaderLookup, Ignored, InstallationChange, read_delivery
 from .errors import Answer, answer_for, json_answer, refusal
 
 log = logging.getLogger("ghapp.web")
@@ -58,7 +59,7 @@ def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     )
 
 
-async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
+async def read_body(headers: HeaderLookup, receive: Receive) -> bytes:
     """The raw body, at most MAX_BODY bytes, and all of what Content-Length announced."""
     announced = headers.get("Content-Length")
     length = None
@@ -93,13 +94,13 @@ class Webhook:
         self.connection = connection
         self.pushes = pushes
 
-    def answer(self, headers: Mapping[str, str], body: bytes) -> Answer:
+    def answer(self, headers: HeaderLookup, body: bytes) -> Answer:
         try:
             return self.handle(headers, body)
         except Exception as exc:  # every refusal and failure is mapped in one place
             return answer_for(exc)
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
+    def handle(self, headers: HeaderLookup, body: bytes) -> Answer:
         settings = self.settings
         delivery = read_delivery(
             headers,

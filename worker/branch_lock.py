@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import redis
 from redis.exceptions import LockError
 
-from ghapp import keys
+from ghapp.core import redis_keys
 
 from .failures import Transient
 
@@ -29,14 +29,14 @@ def superseded_by(
 ) -> str | None:
     """The delivery of a newer push to the same branch, if one was accepted after ours."""
     try:
-        latest: bytes | None = connection.get(keys.latest_push(repository_id, ref))  # type: ignore[assignment]
+        latest: bytes | None = connection.get(redis_keys.latest_push(repository_id, ref))  # type: ignore[assignment]
     except redis.ResponseError:  # not a string: nothing we wrote
         return None
     return newer_than(latest, delivery)
 
 
 def newer_than(latest: bytes | None, delivery: str) -> str | None:
-    """Of the branch's newest pushes as the enqueue stores them (``keys.latest_push``), one
+    """Of the branch's newest pushes as the enqueue stores them (``redis_keys.latest_push``), one
     newer than ``delivery``'s: None if ``delivery`` is among them, they tie past listing
     (``*``), or nothing readable is stored (processing is then the safe side)."""
     if latest is None:
@@ -59,7 +59,7 @@ def branch_lock(
 ) -> Iterator[None]:
     """Hold the branch's lock for the block; raise Transient if not had within ``wait`` s."""
     lock = connection.lock(
-        keys.branch_lock(repository_id, ref),
+        redis_keys.branch_lock(repository_id, ref),
         timeout=LOCK_TTL,
         blocking_timeout=wait,
         thread_local=False,

@@ -12,9 +12,9 @@ from typing import Any
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from ghapp.push_job import FUNCTION as PUSH_JOB
-from ghapp.push_job import PushJob
-from ghapp.queueing import retry_policy
+from ghapp.core.push_job import FUNCTION as PUSH_JOB
+from ghapp.core.push_job import PushJob
+from ghapp.core.queueing import retry_policy
 
 from . import runtime
 from .branch_lock import branch_lock, superseded_by

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghapp.local import signal_on_parent_death
-from ghapp.process_secrets import is_secret
+from ghapp.core.child_processes import signal_on_parent_death
+from ghapp.core.process_secrets import is_secret
 
 from .failures import Permanent, Transient
 from .sandbox import EVENT_FILE, Sandbox

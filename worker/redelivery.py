@@ -18,7 +18,7 @@ from redis.exceptions import LockError
 from rq import Queue, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from ghapp import keys
+from ghapp.core import redis_keys
 
 from . import runtime
 
@@ -96,19 +96,21 @@ def redeliver_failed() -> dict[str, Any]:
     connection = job.connection
     rt = runtime.current()
     queue = Queue(job.origin, connection=connection)
-    lock = connection.lock(keys.REDELIVERY_LOCK, timeout=300, blocking_timeout=0)
+    lock = connection.lock(redis_keys.REDELIVERY_LOCK, timeout=300, blocking_timeout=0)
     if not lock.acquire():
         return {"status": "skipped", "reason": "another run is under way"}
     try:
         started = time.time()
-        raw = connection.get(keys.REDELIVERY_CURSOR)
+        raw = connection.get(redis_keys.REDELIVERY_CURSOR)
         cursor = float(raw) if raw else started - FIRST_LOOKBACK
         tokens = rt.tokens(connection)
         items = list(_pages(rt, tokens, cursor - OVERLAP))
         asked = []
         for item in failed_deliveries(items, cursor - OVERLAP):
             guid = str(item["guid"])
-            if not connection.set(keys.redelivery_asked(guid), item["id"], nx=True, ex=ASKED_TTL):
+            if not connection.set(
+                redis_keys.redelivery_asked(guid), item["id"], nx=True, ex=ASKED_TTL
+            ):
                 continue
             path = f"/app/hook/deliveries/{item['id']}/attempts"
 
@@ -118,14 +120,16 @@ def redeliver_failed() -> dict[str, Any]:
             try:
                 tokens.call_as_app(ask)
             except Exception:
-                connection.delete(keys.redelivery_asked(guid))  # not asked after all: next run
+                connection.delete(
+                    redis_keys.redelivery_asked(guid)
+                )  # not asked after all: next run
                 raise
             asked.append(guid)
             log.info("asked GitHub to redeliver %s (%s)", guid, item.get("event"))
         if items:
-            connection.set(keys.REDELIVERY_CURSOR, repr(max(delivered_at(i) for i in items)))
+            connection.set(redis_keys.REDELIVERY_CURSOR, repr(max(delivered_at(i) for i in items)))
         elif not raw:
-            connection.set(keys.REDELIVERY_CURSOR, repr(started))
+            connection.set(redis_keys.REDELIVERY_CURSOR, repr(started))
         return {"status": "done", "seen": len(items), "redelivered": asked}
     finally:
         schedule_next(queue, rt.settings.redelivery_interval)

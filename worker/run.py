@@ -16,8 +16,8 @@ from rq import Queue
 from rq.job import Job
 from rq.worker import HerokuWorker
 
-from ghapp.redis_connection import connect, describe
-from ghapp.settings import ConfigError, Settings, check_private_key, private_key_file_warning
+from ghapp.core.redis_connection import connect, describe
+from ghapp.core.settings import ConfigError, Settings, check_private_key, private_key_file_warning
 
 # Imported here, before RQ forks a work horse per job, so each horse starts with the job's
 # modules (GitPython among them) already loaded instead of importing them again.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ghapp.settings import Settings, environment, load_settings
+from ghapp.core.settings import Settings, environment, load_settings
 
 from .github_api import GitHubAPI
 from .sandbox import Sandbox, SandboxUnavailable, choose

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.exceptions import LockError
 
-from ghapp import keys
+from ghapp.core import redis_keys
 
 from .failures import RateLimited, Transient, waits_in_place
 from .github_api import ClockSkew, GitHubAPI
@@ -105,7 +105,7 @@ class TokenSource:
 
     def github_now(self) -> float:
         """Our clock corrected by the offset GitHub's answers taught us (shared in Redis)."""
-        offset = self.connection.get(keys.CLOCK_OFFSET)
+        offset = self.connection.get(redis_keys.CLOCK_OFFSET)
         return self.clock() + (float(offset) if offset else 0.0)
 
     def app_jwt(self) -> str:
@@ -123,7 +123,7 @@ class TokenSource:
                     raise
                 skew_retried = True
                 log.warning("correcting for GitHub's clock: %+.0f s", exc.offset)
-                self.connection.set(keys.CLOCK_OFFSET, repr(exc.offset))
+                self.connection.set(redis_keys.CLOCK_OFFSET, repr(exc.offset))
             except RateLimited as exc:
                 if not waits_in_place(exc):
                     raise
@@ -146,12 +146,12 @@ class TokenSource:
         """A token for exactly this scope, from the cache or freshly minted (once per burst)."""
         repository_ids, permissions = scope.repository_ids, scope.permissions
         scope_key = scope.id
-        key = keys.tokens(installation_id)
+        key = redis_keys.tokens(installation_id)
         cached = self._cached(key, scope_key)
         if cached:
             return cached
         lock = self.connection.lock(
-            keys.token_lock(installation_id, scope_key),
+            redis_keys.token_lock(installation_id, scope_key),
             timeout=LOCK_TIMEOUT,
             blocking_timeout=LOCK_TIMEOUT,
         )
@@ -191,4 +191,4 @@ class TokenSource:
 
     def forget(self, installation_id: int, scope: TokenScope) -> None:
         """Drop one cached token (GitHub refused it)."""
-        self.connection.hdel(keys.tokens(installation_id), scope.id)
+        self.connection.hdel(redis_keys.tokens(installation_id), scope.id)

@@ -3,7 +3,7 @@
 Start one with ``GitHubSimulator(app_id, public_key_pem, root).start()``.
 """
 
-from ghapp.simulator.keys import generate_app_key
+from ghapp.simulator.app_keys import generate_app_key
 from ghapp.simulator.models import HookDelivery, MintRecord, Repository, RequestRecord
 from ghapp.simulator.server import GitHubSimulator
 

@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from ghapp.local import free_port, process_children
+from ghapp.local import free_port
 from ghapp.simulator import GitHubSimulator
 from tests.conftest import APP_ID, INSTALLATION_ID
-from tests.support import Process, child_env, ghapp, running, signed_post, wait_for
+from tests.support import (
+    Process,
+    child_env,
+    ghapp,
+    process_children,
+    running,
+    signed_post,
+    wait_for,
+)
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):

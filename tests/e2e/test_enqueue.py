@@ -14,10 +14,10 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from ghapp import keys
+from ghapp.core import redis_keys
+from ghapp.core.push_job import FUNCTION as PUSH_JOB
+from ghapp.core.queueing import RETRY_INTERVALS, hard_timeout, retry_policy
 from ghapp.embedded_redis import EmbeddedRedis
-from ghapp.push_job import FUNCTION as PUSH_JOB
-from ghapp.queueing import RETRY_INTERVALS, hard_timeout, retry_policy
 from tests.support import push_job
 from webapp.accept import PushQueue, UnknownJobFormat
 from webapp.deliveries import ZERO_SHA
@@ -34,7 +34,9 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     change = push_job()
     job_id = pushes.enqueue(change, b'{"ref": "refs/heads/main"}', app=APP)
     assert job_id is not None
-    kwargs = dataclasses.replace(change, payload_key=keys.payload(APP, change.delivery)).to_kwargs()
+    kwargs = dataclasses.replace(
+        change, payload_key=redis_keys.payload(APP, change.delivery)
+    ).to_kwargs()
 
     ours = connection.hgetall(Job.key_for(job_id))
     reference = queue.create_job(
@@ -76,15 +78,15 @@ def test_the_payload_lives_as_long_as_its_job_and_a_duplicate_leaves_none(own_re
     connection = redis.Redis.from_url(own_redis_url)
     pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
     change = push_job()
-    payload_key = keys.payload(APP, change.delivery)
+    payload_key = redis_keys.payload(APP, change.delivery)
     assert pushes.enqueue(change, b'{"first": true}', app=APP)
     assert connection.get(payload_key) == b'{"first": true}'
-    assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
+    assert connection.ttl(payload_key) > redis_keys.PAYLOAD_TTL - 60
 
     # A redelivery while the job waits: refused, and the waiting job's payload is untouched.
     assert pushes.enqueue(change, b'{"second": true}', app=APP) is None
     assert connection.get(payload_key) == b'{"first": true}'
-    assert connection.ttl(payload_key) > keys.PAYLOAD_TTL - 60
+    assert connection.ttl(payload_key) > redis_keys.PAYLOAD_TTL - 60
 
     # A redelivery after the job ran (the worker deleted the payload): what it stored goes.
     connection.delete(payload_key)
@@ -99,14 +101,14 @@ def test_the_same_push_under_another_delivery_id_is_a_duplicate(own_redis_url: s
     pushes = PushQueue(queue, job_timeout=60)
     change = push_job()
     assert pushes.enqueue(change, b"{}", app=APP)
-    push_key = keys.push(APP, change.repository_id, change.ref, change.before, change.sha)
-    assert connection.ttl(push_key) > keys.LEDGER_TTL - 60
+    push_key = redis_keys.push(APP, change.repository_id, change.ref, change.before, change.sha)
+    assert connection.ttl(push_key) > redis_keys.LEDGER_TTL - 60
 
     # A signed body replayed with a made-up X-GitHub-Delivery: refused, nothing kept.
     replay = dataclasses.replace(change, delivery=str(uuid.uuid4()))
     assert pushes.enqueue(replay, b"{}", app=APP) is None
-    assert not connection.exists(keys.payload(APP, replay.delivery))
-    assert not connection.exists(keys.delivery(APP, replay.delivery))
+    assert not connection.exists(redis_keys.payload(APP, replay.delivery))
+    assert not connection.exists(redis_keys.delivery(APP, replay.delivery))
     assert queue.count == 1
     # Its own id is not burnt: were it GitHub's, a redelivery of it is refused the same way.
     assert pushes.enqueue(replay, b"{}", app=APP) is None
@@ -131,7 +133,7 @@ def test_a_boolean_or_huge_pushed_at_is_stored_as_a_number(own_redis_url: str):
     pushes = PushQueue(Queue("ghapp", connection=connection), job_timeout=60)
     # bool is an int in Python: "True" once reached the script, which failed comparing nil.
     assert pushes.enqueue(push_job(pushed_at=True), b"{}", app=APP)
-    assert connection.get(keys.latest_push(42, "refs/heads/main")).startswith(b"1 ")
+    assert connection.get(redis_keys.latest_push(42, "refs/heads/main")).startswith(b"1 ")
 
 
 def test_the_script_is_loaded_again_when_redis_no_longer_has_it(own_redis_url: str):
@@ -156,7 +158,7 @@ def test_a_connection_redis_dropped_is_opened_again(own_redis_url: str):
     change = push_job()
     job_id = pushes.enqueue(change, b"{}", app=APP)
     assert job_id is not None
-    assert connection.get(keys.payload(APP, change.delivery)) == b"{}"
+    assert connection.get(redis_keys.payload(APP, change.delivery)) == b"{}"
     assert connection.client_id() != pooled
 
 
@@ -185,8 +187,8 @@ def test_the_script_accepts_no_delivery_whose_payload_is_missing(own_redis_url: 
     pushes = PushQueue(queue, job_timeout=60)
     change = push_job()
     # As if the payload's SET had failed and the script still ran.
-    ledger = keys.delivery(APP, change.delivery)
-    payload = keys.payload(APP, change.delivery)
+    ledger = redis_keys.delivery(APP, change.delivery)
+    payload = redis_keys.payload(APP, change.delivery)
     with pytest.raises(redis.ResponseError, match="payload was not stored"):
         pushes.script(
             keys=[ledger, payload, "latest", "push", "job", queue.key, "queues"],

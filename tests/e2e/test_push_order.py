@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
-from ghapp import keys
+from ghapp.core import redis_keys
 from tests.e2e.conftest import Stack
 from tests.support import failure_text, push_job, wait_job
 from webapp.accept import MAX_TIED, PushQueue
@@ -127,7 +127,7 @@ def test_pushes_tied_past_counting_are_all_processed_until_a_newer_one(
     tied = [push(T) for _ in range(MAX_TIED + 3)]
     accept(pushes, *tied)
     assert [newer(connection, job) for job in tied] == [None] * len(tied)
-    assert connection.get(keys.latest_push(42, REF)) == f"{T} *".encode()
+    assert connection.get(redis_keys.latest_push(42, REF)) == f"{T} *".encode()
     accept(pushes, push(T - 1))  # older: changes nothing
     assert [newer(connection, job) for job in tied] == [None] * len(tied)
     newest = push(T + 1)
@@ -152,7 +152,7 @@ def test_pushes_tied_past_counting_are_all_processed_until_a_newer_one(
 def test_whatever_is_stored_the_new_push_is_accepted_and_newest(
     connection: redis.Redis, pushes: PushQueue, stored: bytes
 ):
-    connection.set(keys.latest_push(42, REF), stored)
+    connection.set(redis_keys.latest_push(42, REF), stored)
     job = push(int(time.time()))
     accept(pushes, job)
     assert newer(connection, job) is None
@@ -163,7 +163,7 @@ def test_whatever_is_stored_the_new_push_is_accepted_and_newest(
 def test_a_newest_push_key_of_another_type_is_replaced(
     connection: redis.Redis, pushes: PushQueue, kind: str
 ):
-    key = keys.latest_push(42, REF)
+    key = redis_keys.latest_push(42, REF)
     {
         "hash": lambda: connection.hset(key, "a", "b"),
         "list": lambda: connection.rpush(key, "a"),
@@ -183,7 +183,7 @@ def test_the_previous_format_is_read_and_ordered_by_time(
     connection: redis.Redis, pushes: PushQueue
 ):
     waiting = str(uuid.uuid4())  # a job queued by the version before: "<pushed_at> <delivery>"
-    connection.set(keys.latest_push(42, REF), f"{T} {waiting}")
+    connection.set(redis_keys.latest_push(42, REF), f"{T} {waiting}")
     assert superseded_by(connection, 42, REF, waiting) is None
     late = push(T - 1)
     accept(pushes, late)

@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq.job import Job
 
-from ghapp import keys
+from ghapp.core import redis_keys
 from tests.e2e.conftest import UNSANDBOXED, Stack
 from tests.support import failure_text, wait_for, wait_job
 from worker.tokens import cache_cipher
@@ -159,7 +159,7 @@ def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
 
     push()
     (mint,) = mints()
-    cached = stack.redis.hgetall(keys.tokens(7))
+    cached = stack.redis.hgetall(redis_keys.tokens(7))
     sealed = [
         v for v in cached.values() if mint.token.encode() in cache_cipher(app_key[0]).decrypt(v)
     ]
@@ -169,7 +169,7 @@ def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
 
     push()  # served from the cache
     assert len(mints()) == 1
-    stack.redis.hset(keys.tokens(7), field, b"gAAAAAdamaged")
+    stack.redis.hset(redis_keys.tokens(7), field, b"gAAAAAdamaged")
     push()  # the damaged entry is ignored, a token minted again
     assert len(mints()) == 2
 
@@ -199,7 +199,7 @@ def test_private_key_never_logged_and_a_readable_key_file_warns(
 
 @pytest.mark.parametrize("mode", [0o600, 0o400])
 def test_a_private_key_file_readable_only_by_its_owner_does_not_warn(mode: int, tmp_path: Path):
-    from ghapp.settings import private_key_file_warning
+    from ghapp.core.settings import private_key_file_warning
 
     key_file = tmp_path / "app.pem"
     key_file.write_text("k")

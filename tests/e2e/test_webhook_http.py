@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from rq import Queue
 
-from ghapp import keys
+from ghapp.core import redis_keys
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.e2e.conftest import Stack
 from tests.support import wait_job
@@ -273,9 +273,9 @@ def test_installation_events_are_recorded_and_uninstall_drops_cached_tokens(stac
         "repositories": [{"id": 1, "full_name": "acme/one"}, {"id": 2, "full_name": "acme/two"}],
     }
     assert stack.post(created, event="installation").status_code == 200
-    record = stack.redis.hgetall(keys.installation(installation["id"]))
+    record = stack.redis.hgetall(redis_keys.installation(installation["id"]))
     assert record[b"account"] == b"acme"
-    repos = keys.installation_repositories(installation["id"])
+    repos = redis_keys.installation_repositories(installation["id"])
     assert stack.redis.smembers(repos) == {b"acme/one", b"acme/two"}
     changed = {
         "action": "removed",
@@ -286,11 +286,11 @@ def test_installation_events_are_recorded_and_uninstall_drops_cached_tokens(stac
     assert stack.post(changed, event="installation_repositories").status_code == 200
     assert stack.redis.smembers(repos) == {b"acme/one"}
     # A cached token of this installation is gone once it is suspended.
-    stack.redis.hset(keys.tokens(installation["id"]), "scope", "sealed")
+    stack.redis.hset(redis_keys.tokens(installation["id"]), "scope", "sealed")
     suspended = {"action": "suspend", "installation": installation}
     assert stack.post(suspended, event="installation").status_code == 200
-    assert not stack.redis.exists(keys.tokens(installation["id"]))
-    assert stack.redis.hget(keys.installation(installation["id"]), "action") == b"suspend"
+    assert not stack.redis.exists(redis_keys.tokens(installation["id"]))
+    assert stack.redis.hget(redis_keys.installation(installation["id"]), "action") == b"suspend"
 
 
 def test_healthz_answers_when_redis_answers(stack: Stack):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from rq.job import Job, JobStatus
 
-from ghapp.queueing import RETRY_INTERVALS
+from ghapp.core.queueing import RETRY_INTERVALS
 from tests.e2e.conftest import UNSANDBOXED, Stack
 from tests.support import Process, failure_text, running, wait_for, wait_job
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.exceptions import LockError
 
-from ghapp import keys
+from ghapp.core import redis_keys
 from worker import branch_lock as module
 from worker.branch_lock import LOCK_TTL, branch_lock, newer_than, superseded_by
 from worker.failures import Transient
@@ -72,7 +72,7 @@ class Stored:
 def test_superseded_by_reads_the_branchs_newest_push():
     connection = Stored(f"1700000000 {A}:{B}:d2".encode())
     assert superseded_by(connection, 42, REF, "d1") == "d2"  # type: ignore[arg-type]
-    assert connection.keys == [keys.latest_push(42, REF)]
+    assert connection.keys == [redis_keys.latest_push(42, REF)]
 
 
 def test_a_key_of_another_type_is_not_ours_and_means_process():
@@ -127,7 +127,7 @@ def test_the_lock_is_the_branchs_with_a_short_expiry_shared_across_threads():
     with branch_lock(connection, 42, REF, wait=30):  # type: ignore[arg-type]
         pass
     ((name, kwargs),) = connection.made
-    assert name == keys.branch_lock(42, REF)
+    assert name == redis_keys.branch_lock(42, REF)
     # A short TTL (a killed worker's lock frees itself), the job's wait, and no thread-local
     # token: the keep-alive thread extends what the job's thread acquired.
     assert kwargs == {"timeout": LOCK_TTL, "blocking_timeout": 30, "thread_local": False}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ghapp.push_job import FUNCTION, PushJob
+from ghapp.core.push_job import FUNCTION, PushJob
 
 JOB = PushJob(
     delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958",

@@ -172,7 +172,7 @@ def test_with_network_the_hosts_interfaces_are_there(job) -> None:
 def test_a_worker_where_bubblewrap_cannot_run_fails_command_jobs_saying_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ghapp.settings import Settings
+    from ghapp.core.settings import Settings
     from worker.runtime import Runtime
 
     monkeypatch.setattr(sandbox_module, "find_bwrap", lambda: None)

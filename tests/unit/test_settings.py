@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ghapp.settings import ConfigError, check_private_key, environment, load_settings
+from ghapp.core.settings import ConfigError, check_private_key, environment, load_settings
 
 SECRET_MARK = "SECRETJUNK1234"
 

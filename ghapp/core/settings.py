@@ -153,7 +153,7 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
 
 def _process_env(env: Mapping[str, str]) -> tuple[str, ...]:
     """PROCESS_ENV: names of variables passed to the command; never one of ghapp's secrets."""
-    from ghapp.process_secrets import is_secret
+    from ghapp.core.process_secrets import is_secret
 
     names = _list(env.get("PROCESS_ENV"))
     for name in names:
@@ -278,7 +278,7 @@ def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
     a ``.env`` file (the environment wins)."""
     from dotenv import dotenv_values
 
-    from ghapp.process_secrets import withheld
+    from ghapp.core.process_secrets import withheld
 
     merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     merged.update(os.environ)
