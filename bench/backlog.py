@@ -4,7 +4,7 @@ and against one with 50,000 jobs waiting, round after round."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rq import Queue
@@ -12,6 +12,7 @@ from rq import Queue
 from bench.figures import Figure, Load
 from bench.load import wrk
 from bench.stage import APP_ID, SECRET, Stage, answers, no_aof_rewrites, serve_ghapp, settle
+from ghapp.core.push_job import PushJob
 from ghapp.local import free_port, wait_until
 from webapp.accept import PushQueue
 from webapp.deliveries import read_delivery, signature_for
@@ -49,10 +50,14 @@ def measure(stage: Stage, payloads: dict[str, Path], rounds: int, seconds: int) 
             # Each round starts from the same state: empty, or exactly BACKLOG jobs waiting.
             for label, preload in ((EMPTY, 0), (FULL, BACKLOG)):
                 settle(stage.redis)
-                for _ in range(preload):
-                    headers["X-GitHub-Delivery"] = uuid.uuid4().hex
-                    delivery = read_delivery(headers, body, secrets=[SECRET.encode()])
-                    pushes.enqueue(delivery.outcome, delivery.payload_json, app=APP_ID)
+                headers["X-GitHub-Delivery"] = uuid.uuid4().hex
+                delivery = read_delivery(headers, body, secrets=[SECRET.encode()])
+                push = delivery.outcome
+                assert isinstance(push, PushJob)
+                for _ in range(preload):  # each a push of its own: a replay is a duplicate
+                    unique = uuid.uuid4().hex
+                    own = replace(push, delivery=unique, sha=unique + unique[:8])
+                    pushes.enqueue(own, delivery.payload_json, app=APP_ID)
                 waiting = Queue("ghapp", connection=stage.redis).count
                 answer = wrk(url, payloads[PAYLOAD], CONNECTIONS, seconds)
                 result.loads.setdefault(label, Load()).add(answer)

@@ -1,7 +1,8 @@
-"""wrk, posting a signed webhook body (bench/post.lua), and what it measured."""
+"""wrk, posting signed pushes (bench/post.lua), each a push of its own, and what it measured."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -9,11 +10,34 @@ from pathlib import Path
 from bench.stage import HERE, SECRET
 from webapp.deliveries import signature_for
 
+# Pushes of their own per wrk run: more than a run sends (about 2,500 a second here).
+VARIANTS = 60_000
+PLACEHOLDER = "@@AFTER@@"
+
+
+def variants(body: Path) -> tuple[Path, Path]:
+    """The template and variants files post.lua reads for ``body``: the same push with another
+    pushed sha each time, each signed (made once per body)."""
+    template = body.with_suffix(".template")
+    lines = body.with_suffix(".variants")
+    if not lines.exists():
+        payload = json.loads(body.read_bytes())
+        payload["after"] = PLACEHOLDER
+        text = json.dumps(payload)
+        prefix, suffix = (part.encode() for part in text.split(PLACEHOLDER))
+        template.write_text(text)
+        secret = SECRET.encode()
+        with lines.open("w") as out:
+            for n in range(VARIANTS):
+                sha = hashlib.sha1(b"%d" % n).hexdigest().encode()
+                out.write(f"{sha.decode()} {signature_for(prefix + sha + suffix, secret)}\n")
+    return template, lines
+
 
 def wrk_argv(url: str, body: Path, connections: int, seconds: int, latency: bool) -> list[str]:
-    """wrk's command line: 2 threads, ``connections`` connections, each request a push of
-    ``body`` signed with the stage's secret and a fresh delivery id."""
-    signature = signature_for(body.read_bytes(), SECRET.encode())
+    """wrk's command line: 2 threads, ``connections`` connections, each request a push of its
+    own (``body`` with another pushed sha) signed with the stage's secret, a fresh delivery id."""
+    template, lines = variants(body)
     return [
         "wrk",
         "-t2",
@@ -24,8 +48,8 @@ def wrk_argv(url: str, body: Path, connections: int, seconds: int, latency: bool
         str(HERE / "post.lua"),
         url,
         "--",
-        str(body),
-        signature,
+        str(template),
+        str(lines),
         "push",
     ]
 
