@@ -48,8 +48,7 @@ class Tally:
 
 
 def client(index: int, count: int, seed: int, port: int, base: bytes) -> Tally:
-    """Post ``count`` mutated deliveries, one at a time (gunicorn's sync workers close each
-    connection after its answer)."""
+    """Post ``count`` mutated deliveries, one at a time, each on a connection of its own."""
     rng = random.Random(seed * 1000 + index)
     paths = list(all_paths(orjson.loads(base)))
     tally = Tally()

@@ -70,7 +70,9 @@ def acknowledge(result: Acknowledged) -> list[str]:
     return [
         "## 1. Acknowledge: requests/s and latency",
         f"wrk -t2 for {result.seconds} s, {result.rounds} rounds each: median (min–max). "
-        f"Each server: gunicorn with {result.web_workers} sync workers, all on the same embedded "
+        f"Each server runs {result.web_workers} gunicorn workers: ghapp's Procfile line (uvicorn "
+        "workers), the naive endpoint and the floor sync ones; each request a push of its own "
+        "(another pushed sha), under a fresh delivery id; all on the same embedded "
         "Redis (append-only file fsynced every second), emptied before each measurement, with its "
         "automatic rewrite of the file off (nothing drains the queue here, so the rewrites of an "
         "ever larger dataset fell at random in the measurements); each round measures the "
