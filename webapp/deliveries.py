@@ -25,6 +25,7 @@ ZERO_SHA = "0" * 40
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 # A delivery GUID, or any id made of the characters GitHub uses; bounded so it is safe in keys.
 DELIVERY_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+APP_ID_RE = re.compile(r"[0-9]{1,20}")
 # An event name (GitHub's are lowercase words joined by "_"); it is logged, so nothing else.
 EVENT_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 # Characters git refuses in ref names (see git-check-ref-format), plus control characters.
@@ -87,6 +88,17 @@ class Delivery:
     outcome: PushJob | Ignored | InstallationChange
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
     payload_json: bytes = field(repr=False, default=b"{}")
+    # Whose ledger it is recorded in (GitHub shares delivery ids between hooks): ``ledger_app``.
+    app: str = "-"
+
+
+def ledger_app(app_id: str | None, target: str | None) -> str:
+    """The App a delivery is recorded for: GITHUB_APP_ID, else the App id GitHub's
+    ``X-GitHub-Hook-Installation-Target-ID`` names (digits only: it ends up in Redis keys)."""
+    if app_id:
+        return app_id
+    named = (target or "").strip()
+    return named if APP_ID_RE.fullmatch(named) else "-"
 
 
 def signature_for(body: bytes, secret: bytes) -> str:
@@ -316,5 +328,10 @@ def read_delivery(
     else:
         outcome = Ignored(f"event {event} is not handled")
     return Delivery(
-        event=event, delivery=delivery, outcome=outcome, payload=payload, payload_json=payload_json
+        event=event,
+        delivery=delivery,
+        outcome=outcome,
+        payload=payload,
+        payload_json=payload_json,
+        app=ledger_app(app_id, target),
     )

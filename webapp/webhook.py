@@ -121,10 +121,7 @@ class Webhook:
             log.info("installation %s %s", outcome.installation_id, outcome.action, extra=extra)
             return json_answer(200, {"status": "recorded", "delivery": delivery.delivery})
         assert isinstance(outcome, PushJob)
-        target = (headers.get("X-GitHub-Hook-Installation-Target-ID") or "").strip()
-        job_id = self.pushes.enqueue(
-            outcome, delivery.payload_json, app=settings.app_id or target or "-"
-        )
+        job_id = self.pushes.enqueue(outcome, delivery.payload_json, app=delivery.app)
         if job_id is None:
             log.info("duplicate: already accepted", extra=extra)
             return json_answer(200, {"status": "duplicate", "delivery": delivery.delivery})

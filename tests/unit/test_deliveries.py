@@ -18,6 +18,7 @@ from webapp.deliveries import (
     PushJob,
     WrongApp,
     classify_push,
+    ledger_app,
     parse_body,
     read_delivery,
     signature_for,
@@ -511,3 +512,19 @@ def test_wrong_app_check_comes_after_the_signature() -> None:
     headers["X-Hub-Signature-256"] = signature_for(body, b"wrong")
     with pytest.raises(BadSignature):
         read_delivery(headers, body, secrets=[SECRET], app_id="4242")
+
+
+@pytest.mark.parametrize(
+    ("app_id", "target", "expected"),
+    [
+        ("4242", "999", "4242"),  # the configured App, whatever the header says
+        (None, "4242", "4242"),
+        (None, " 4242 ", "4242"),
+        (None, None, "-"),
+        (None, "", "-"),
+        (None, "42:evil*", "-"),  # it ends up in Redis keys: digits only
+        (None, "1" * 21, "-"),
+    ],
+)
+def test_the_ledger_is_keyed_by_the_app_decided_here(app_id, target, expected) -> None:
+    assert ledger_app(app_id, target) == expected
