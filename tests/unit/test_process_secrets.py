@@ -3,13 +3,15 @@ inherit, handed to ghapp's own children over a pipe."""
 
 from __future__ import annotations
 
-import ctypes
 import os
+import subprocess
+import sys
 
 import pytest
 
 from ghapp.core import process_secrets
 from ghapp.core.process_secrets import HANDOFF_VARIABLE, handoff, is_secret, withhold
+from tests.support import ROOT
 from tests.unprivileged import UID
 
 
@@ -60,28 +62,34 @@ def test_a_child_gets_its_secrets_over_the_pipe_and_none_in_its_environment() ->
         os.fstat(fd)  # read and closed
 
 
+# Run in a child process: imports first, then (as root) becomes an ordinary user, which itself
+# makes a process undumpable, so it turns dumpable again before the check.
+UNDUMPABLE_CHILD = """
+import ctypes, os, sys
+from ghapp.core import process_secrets
+uid = int(sys.argv[1])
+if os.geteuid() == 0:
+    os.setgid(uid)
+    os.setuid(uid)
+    ctypes.CDLL(None).prctl(process_secrets.PR_SET_DUMPABLE, 1, 0, 0, 0)
+before = os.stat("/proc/self/environ").st_uid
+process_secrets.make_undumpable()
+after = os.stat("/proc/self/environ").st_uid
+print(before, after, os.getuid())
+"""
+
+
 def test_a_process_can_make_itself_undumpable() -> None:
-    """In a child running as an ordinary user (as root, /proc is root's anyway): its /proc files
-    belong to itself, then, once undumpable, to root (proc(5))."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            if os.geteuid() == 0:
-                os.setgid(UID)
-                os.setuid(UID)
-                # Changing users made it undumpable: start from an ordinary process.
-                ctypes.CDLL(None).prctl(process_secrets.PR_SET_DUMPABLE, 1, 0, 0, 0)
-            before = os.stat("/proc/self/environ").st_uid
-            process_secrets.make_undumpable()
-            after = os.stat("/proc/self/environ").st_uid
-            os.write(write_end, f"{before} {after} {os.getuid()}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    before, after, uid = (int(n) for n in os.read(read_end, 100).split())
-    os.close(read_end)
-    os.waitpid(pid, 0)
+    """As an ordinary user (as root, /proc is root's anyway): its /proc files belong to itself,
+    then, once undumpable, to root (proc(5))."""
+    done = subprocess.run(
+        [sys.executable, "-c", UNDUMPABLE_CHILD, str(UID)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    before, after, uid = (int(n) for n in done.stdout.split())
     assert uid != 0
     assert before == uid
     assert after == 0
