@@ -32,6 +32,14 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
         raise AssertionError(str(exc)) from None
 
 
+def healthy(url: str) -> bool:
+    """Whether the web process at ``url`` answers its health check."""
+    try:
+        return requests.get(url + "/healthz", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
 def claim_empty_db(url: str) -> int:
     """A database number on a shared server that is empty now, claimed for this run."""
     claim = f"ghapp-test-claim:{uuid.uuid4().hex}"

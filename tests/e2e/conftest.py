@@ -25,6 +25,7 @@ from tests.support import (
     child_env,
     claim_empty_db,
     ghapp,
+    healthy,
     signed_post,
     wait_for,
     with_db,
@@ -140,14 +141,8 @@ def start_stack(
     for n in range(workers):
         stack.start_worker(f"worker-{n}")
 
-    def healthy() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(healthy, 20, "the web process to answer /healthz")
+        wait_for(lambda: healthy(url), 20, "the web process to answer /healthz")
         wait_for(lambda: len(Worker.all(connection=client)) >= workers, 20, "the workers")
     except BaseException:
         stack.stop()

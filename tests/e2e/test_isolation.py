@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from ghapp.local import free_port
 from ghapp.simulator import GitHubSimulator
 from tests.conftest import INSTALLATION_ID
-from tests.support import Process, command_lines, signed_post, wait_for
+from tests.support import Process, command_lines, healthy, signed_post, wait_for
 from tests.unprivileged import Unavailable, User, ordinary_user
 
 ATTACK = (Path(__file__).parent / "attack.py").read_text()
@@ -151,14 +150,8 @@ def serve_as(
     )
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(healthy, 60, "ghapp serve to answer as the ordinary user")
+        wait_for(lambda: healthy(url), 60, "ghapp serve to answer as the ordinary user")
     except AssertionError:
         process.stop()
         raise AssertionError(process.output()[-3000:]) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.support import Process, ghapp, wait_for
+from tests.support import Process, ghapp, healthy, wait_for
 
 
 def requests_to(stack: Stack, path_end: str) -> int:
@@ -33,6 +33,9 @@ def test_a_push_sent_while_the_server_was_down_is_redelivered_and_processed_once
         own_stack.web = Process(
             "web-again", ghapp(["web"]), own_stack.env, own_stack.home, own_stack.home / "logs"
         )
+        # The web process answers before the worker asks GitHub to redeliver: a redelivery that
+        # fails again is not asked for twice.
+        wait_for(lambda: healthy(own_stack.url), 30, "the web process to answer again")
         own_stack.workers = []
         own_stack.start_worker("worker-again")
 
