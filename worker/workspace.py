@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,6 +21,7 @@ from pathlib import Path
 
 log = logging.getLogger("ghapp.worker.workspace")
 PREFIX = "ghapp-job-"
+REMOVE_SECONDS = 120
 COMMAND_GROUP_FILE = "command.pgid"
 # $0 of the shell every processing command runs under, to recognise it in /proc.
 COMMAND_MARK = "ghapp-command"
@@ -63,29 +65,25 @@ def workspace(root: str | None = None) -> Iterator[JobDirectory]:
 
 def remove_tree(path: Path) -> bool:
     """Remove ``path`` and everything in it, even what the command made unreadable or
-    unwritable (``chmod 000``); True if it is gone."""
-    shutil.rmtree(path, ignore_errors=True)
+    unwritable (``chmod 000``) or nested deeper than Python's recursion or a path's length
+    reach; True if it is gone."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        pass  # a tree nested thousands deep: coreutils below walk it without limit
     if not os.path.lexists(path):
         return True
-    _restore_permissions(path)
-    shutil.rmtree(path, ignore_errors=True)
+    # coreutils walk any depth and follow no link met on the way (chmod -R changes no link's
+    # target but the top one's, which is this directory itself).
+    for argv in (["chmod", "-R", "u+rwx", "--", str(path)], ["rm", "-rf", "--", str(path)]):
+        try:
+            subprocess.run(argv, capture_output=True, timeout=REMOVE_SECONDS, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("%s on %s failed: %s", argv[0], path, exc)
     if os.path.lexists(path):
         log.warning("could not remove %s entirely", path)
         return False
     return True
-
-
-def _restore_permissions(path: Path) -> None:
-    """Make every directory under ``path`` ours to list and empty again (links not followed)."""
-    pending = [str(path)]
-    while pending:
-        directory = pending.pop()
-        try:
-            os.chmod(directory, 0o700, follow_symlinks=False)
-            with os.scandir(directory) as entries:
-                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
 
 
 def _alive(pid: int) -> bool:
@@ -125,9 +123,12 @@ def remove_abandoned(root: str | None = None) -> list[Path]:
         pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
         if not pid_text.isdigit() or _alive(int(pid_text)) or not entry.is_dir():
             continue
-        _stop_command(entry)
-        remove_tree(entry)
-        removed.append(entry)
+        try:
+            _stop_command(entry)
+            if remove_tree(entry):
+                removed.append(entry)
+        except Exception:  # one job's leftovers must never stop the next job
+            log.exception("could not remove %s", entry)
     if removed:
         log.info("removed %d job directories left by stopped workers", len(removed))
     return removed
