@@ -33,6 +33,8 @@ log = logging.getLogger("ghapp.worker.processing")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 READ_CHUNK = 64 * 1024
+POLL_SECONDS = 0.5  # how often a silent command is checked for having exited
+EXITED_GRACE = 1.0
 # Unsandboxed, the command runs under a shell that, told by the kernel that the job's process
 # died (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
 # In the sandbox its PID namespace does that: when bwrap dies, everything inside dies.
@@ -198,18 +200,27 @@ class _Tail:
 
 def read_tail(process: subprocess.Popen[bytes], timeout: float | None) -> tuple[_Tail, bool]:
     """Read ``process``'s output in chunks, keeping only its tail (memory stays flat whatever
-    it prints), until it exits; False as second item if ``timeout`` ran out first."""
+    it prints), until it exits; False as second item if ``timeout`` ran out first.
+
+    A process that exited while something it started still holds the pipe (a background child,
+    unsandboxed) has its output read for EXITED_GRACE seconds more, not until that child ends."""
     assert process.stdout is not None
     deadline = None if timeout is None else time.monotonic() + timeout
+    exited_at: float | None = None
     tail = _Tail()
     fd = process.stdout.fileno()
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
-            left = None if deadline is None else deadline - time.monotonic()
+            now = time.monotonic()
+            left = None if deadline is None else deadline - now
             if left is not None and left <= 0:
                 return tail, False
-            if not selector.select(left):
+            if exited_at is None and process.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at >= EXITED_GRACE:
+                break
+            if not selector.select(POLL_SECONDS if left is None else min(left, POLL_SECONDS)):
                 continue
             chunk = os.read(fd, READ_CHUNK)
             if not chunk:

@@ -23,6 +23,8 @@ JOB_DIR = "/job"
 CHECKOUT = f"{JOB_DIR}/checkout"
 EVENT_FILE = f"{JOB_DIR}/event.json"
 HOME = "/tmp/home"
+TMP_BYTES = 1024 * 1024 * 1024  # the command's /tmp, its HOME inside
+SHM_BYTES = 64 * 1024 * 1024
 # System directories the command may read to run ordinary tools; each is bound read-only when it
 # is a directory, recreated as the same link when it is a link (merged /usr).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
@@ -76,6 +78,15 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            # What a tmpfs holds is memory no process owns: each is bounded.
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",  # /dev itself: only /dev/shm below it is writable
+            "/dev",
+            "--size",
+            str(TMP_BYTES),
             "--tmpfs",
             "/tmp",
             "--dir",
@@ -85,6 +96,8 @@ class Sandbox:
         for path in (*HIDDEN_SYSTEM_PATHS, *self.hidden):
             args += hide(path)
         args += [
+            "--size",
+            "65536",
             "--tmpfs",
             JOB_DIR,
             "--bind",
@@ -118,7 +131,7 @@ def hide(path: str) -> list[str]:
     if not any(path == d or path.startswith(d.rstrip("/") + "/") for d in SYSTEM_DIRS):
         return []  # not bound at all
     if os.path.isdir(path) and not os.path.islink(path):
-        return ["--tmpfs", path]
+        return ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
     if os.path.lexists(path):
         return ["--ro-bind", "/dev/null", path]
     return []

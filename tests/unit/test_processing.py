@@ -328,3 +328,12 @@ def test_processor_exception_becomes_a_processing_error_naming_it(
         )
     assert "ValueError" in str(info.value)
     assert "bad input in o/r" in str(info.value)
+
+
+def test_a_command_that_exited_is_done_though_its_background_child_holds_the_output(
+    checkout: Path, event_path: Path
+) -> None:
+    started = time.monotonic()
+    result = run("(sleep 30 &); echo done", checkout, event_path, timeout=20)
+    assert result["output"] == "done\n"
+    assert time.monotonic() - started < 5

@@ -12,7 +12,7 @@ import pytest
 from tests.support import command_lines, wait_for
 from worker import sandbox as sandbox_module
 from worker.processing import PushContext, run_command
-from worker.sandbox import Sandbox, SandboxUnavailable, choose
+from worker.sandbox import SHM_BYTES, TMP_BYTES, Sandbox, SandboxUnavailable, choose
 from worker.workspace import JobDirectory
 
 SHA = "d" * 40
@@ -185,3 +185,19 @@ def test_a_worker_where_bubblewrap_cannot_run_fails_command_jobs_saying_why(
     assert unsandboxed.sandbox_error is None
     processor_only = Runtime(Settings(processor="m:f"))
     assert processor_only.sandbox_error is None  # nothing of the repository's runs
+
+
+def test_what_the_command_may_fill_in_memory_is_bounded(job) -> None:
+    """A tmpfs is memory no process owns (the OOM killer would pick another): /tmp and
+    /dev/shm are capped, /dev takes no files."""
+    output = run_in(
+        _sandbox(),
+        job,
+        "head -c 1200000000 /dev/zero > /tmp/fill 2>/dev/null; echo tmp=$(stat -c %s /tmp/fill);"
+        " head -c 100000000 /dev/zero > /dev/shm/fill 2>/dev/null;"
+        " echo shm=$(stat -c %s /dev/shm/fill); (echo x > /dev/new) 2>/dev/null || echo dev-ro",
+    )
+    sizes = dict(line.split("=") for line in output.splitlines() if "=" in line)
+    assert int(sizes["tmp"]) <= TMP_BYTES < 1200000000
+    assert int(sizes["shm"]) <= SHM_BYTES < 100000000
+    assert "dev-ro" in output
