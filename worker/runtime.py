@@ -35,7 +35,8 @@ class Runtime:
         settings = self.settings
         if not settings.process_command:
             return
-        hidden = [os.path.abspath(".env")]
+        # The working directory holds .env and ghapp serve's data (the embedded Redis's files).
+        hidden = [os.getcwd()]
         if settings.private_key_path:
             hidden.append(os.path.abspath(settings.private_key_path))
         try:

@@ -128,8 +128,8 @@ def system_binds() -> list[str]:
 
 def hide(path: str) -> list[str]:
     """Arguments that cover ``path`` if the sandbox would otherwise show it."""
-    if not any(path == d or path.startswith(d.rstrip("/") + "/") for d in SYSTEM_DIRS):
-        return []  # not bound at all
+    if not any(path.startswith(d.rstrip("/") + "/") for d in SYSTEM_DIRS):
+        return []  # not bound at all (or a system directory itself, which it needs)
     if os.path.isdir(path) and not os.path.islink(path):
         return ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
     if os.path.lexists(path):

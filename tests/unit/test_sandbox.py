@@ -201,3 +201,18 @@ def test_what_the_command_may_fill_in_memory_is_bounded(job) -> None:
     assert int(sizes["tmp"]) <= TMP_BYTES < 1200000000
     assert int(sizes["shm"]) <= SHM_BYTES < 100000000
     assert "dev-ro" in output
+
+
+def test_a_working_directory_under_usr_is_hidden_a_system_directory_never(tmp_path) -> None:
+    from worker.sandbox import hide
+
+    assert hide("/usr/share") == [
+        "--size",
+        "4096",
+        "--tmpfs",
+        "/usr/share",
+        "--remount-ro",
+        "/usr/share",
+    ]
+    assert hide("/usr") == []  # the command needs it
+    assert hide(str(tmp_path)) == []  # not in the sandbox anyway
