@@ -96,17 +96,18 @@ def _process(job: Job, push: PushJob, *, deadline: float) -> dict[str, Any]:
     with workspace() as job_dir:
         log.info("checking out %s at %s", push.repository, push.sha)
         fetch_started = time.monotonic()
+        limits = Limits(
+            max_bytes=settings.checkout_max_bytes,
+            max_files=settings.checkout_max_files,
+            timeout=settings.checkout_timeout,
+        )
         fetch_with_retries(
             job_dir.checkout,
             clone_url=push.clone_url,
             sha=push.sha,
             github_url=settings.github_url,
             get_token=get_token,
-            limits=Limits(
-                max_bytes=settings.checkout_max_bytes,
-                max_files=settings.checkout_max_files,
-                timeout=settings.checkout_timeout,
-            ),
+            limits=limits,
             deadline=deadline,
         )
         fetched = time.monotonic()
@@ -119,6 +120,7 @@ def _process(job: Job, push: PushJob, *, deadline: float) -> dict[str, Any]:
             timeout=max(1.0, deadline - time.monotonic()),
             sandbox=rt.sandbox,
             passed_env=settings.process_env,
+            limits=limits,
         )
         result["seconds"] = {
             "fetch": round(fetched - fetch_started, 4),

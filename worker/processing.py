@@ -15,8 +15,10 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 from ghapp.core.child_processes import signal_on_parent_death
 from ghapp.core.process_secrets import is_secret
 
+from .checkout import Limits
 from .failures import Permanent, Transient
 from .sandbox import EVENT_FILE, Sandbox
 from .sandbox import HOME as SANDBOX_HOME
@@ -35,6 +38,7 @@ OUTPUT_LIMIT = 64 * 1024  # bytes of command output kept (the tail)
 READ_CHUNK = 64 * 1024
 POLL_SECONDS = 0.5  # how often a silent command is checked for having exited
 EXITED_GRACE = 1.0
+WATCH_SECONDS = 1.0  # how often the checkout is measured while the command runs
 # Unsandboxed, the command runs under a shell that, told by the kernel that the job's process
 # died (PR_SET_PDEATHSIG: SIGTERM), kills the command's whole process group, children included.
 # In the sandbox its PID namespace does that: when bwrap dies, everything inside dies.
@@ -122,9 +126,11 @@ def run_command(
     timeout: float | None,
     sandbox: Sandbox | None = None,
     passed_env: Iterable[str] = (),
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
     """Run ``command`` in the checkout (in ``sandbox`` unless None); return its exit status
-    and output, or raise on failure."""
+    and output, or raise on failure. With ``limits``, a command that grows the checkout past
+    them is stopped."""
     event_path = job_dir.event_file
     event_path.write_text(json.dumps(context.payload))
     event_path.chmod(0o600)
@@ -157,7 +163,13 @@ def run_command(
     # If this job's process is killed, a later job removes what is left of its group.
     job_dir.command_group.write_text(str(process.pid))
     try:
-        output, finished = read_tail(process, timeout)
+        with _watched(context.path, limits, process) as over:
+            output, finished = read_tail(process, timeout)
+        if over:
+            raise ProcessingError(
+                f"PROCESS_COMMAND was stopped: the checkout {over[0]}; last output:\n"
+                + _tail(output)
+            )
         if not finished:
             _kill_group(process)
             process.wait()
@@ -182,6 +194,35 @@ def run_command(
             f"{result['output']}"
         )
     return result
+
+
+@contextmanager
+def _watched(
+    path: Path, limits: Limits | None, process: subprocess.Popen[bytes]
+) -> Iterator[list[str]]:
+    """While the block runs, stop ``process`` if ``path`` grows past ``limits``; the list
+    yielded then says how."""
+    over: list[str] = []
+    if limits is None:
+        yield over
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_SECONDS):
+            reason = limits.exceeded(path)
+            if reason:
+                over.append(reason)
+                _kill_group(process)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="checkout-limits")
+    watcher.start()
+    try:
+        yield over
+    finally:
+        done.set()
+        watcher.join()
 
 
 class _Tail:
@@ -261,6 +302,7 @@ def process(
     timeout: float | None,
     sandbox: Sandbox | None = None,
     passed_env: Iterable[str] = (),
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
     """Run what is configured in the checkout; the job's result."""
     result: dict[str, Any] = {"summary": summarize(context.path, context.sha)}
@@ -282,6 +324,7 @@ def process(
             timeout=timeout,
             sandbox=sandbox,
             passed_env=passed_env,
+            limits=limits,
         )
     return result
 

@@ -216,3 +216,31 @@ def test_a_working_directory_under_usr_is_hidden_a_system_directory_never(tmp_pa
     ]
     assert hide("/usr") == []  # the command needs it
     assert hide(str(tmp_path)) == []  # not in the sandbox anyway
+
+
+def test_a_command_growing_its_checkout_past_the_limits_is_stopped(job) -> None:
+    from worker.checkout import Limits
+    from worker.processing import ProcessingError
+
+    checkout, event_path = job
+    context = PushContext(
+        path=checkout,
+        repository="o/r",
+        ref="refs/heads/main",
+        sha=SHA,
+        delivery="d-1",
+        payload={},
+    )
+    limits = Limits(max_bytes=10**9, max_files=500, timeout=30)
+    started = time.monotonic()
+    with pytest.raises(ProcessingError, match="CHECKOUT_MAX_FILES") as stopped:
+        run_command(
+            "i=0; while true; do i=$((i+1)); : > f$i; done",
+            context,
+            job_dir=JobDirectory(event_path.parent),
+            timeout=30,
+            sandbox=_sandbox(),
+            limits=limits,
+        )
+    assert time.monotonic() - started < 10
+    assert "stopped: the checkout grew past 500 files" in str(stopped.value)
