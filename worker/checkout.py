@@ -8,9 +8,11 @@ origin reads once: never in an environment, a URL, a command line, a file or ``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -171,7 +173,7 @@ def run_limited(
             reason = limits.exceeded(path)
             if reason:
                 over.append(reason)
-                process.kill()
+                _kill_group(process)
                 return
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -179,7 +181,7 @@ def run_limited(
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _kill_group(process)
         process.communicate()
         raise CheckoutTimedOut(
             f"{what} took longer than {timeout:.0f} s: raise CHECKOUT_TIMEOUT if the repository "
@@ -192,6 +194,16 @@ def run_limited(
     if reason:
         raise CheckoutRefused(f"{what} {reason}")
     return stderr or b""
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill git and what it started (git-remote-https holds the pipes we read); a process that
+    leads no group of its own, alone."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
 
 
 def classify_git_failure(stderr: str, returncode: int) -> Exception:
@@ -266,6 +278,7 @@ def fetch_commit(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(read_end,),
+                start_new_session=True,  # a group of its own, killed whole past a limit
             )
         finally:
             os.close(read_end)
@@ -283,6 +296,7 @@ def fetch_commit(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         remaining = max(1.0, deadline - time.monotonic())
         stderr = run_limited(checkout, path, limits, timeout=remaining, what="git checkout").decode(
