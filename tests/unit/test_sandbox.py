@@ -38,9 +38,8 @@ def job(tmp_path: Path) -> tuple[Path, Path]:
     return checkout, root / "event.json"
 
 
-def run_in(sandbox: Sandbox, job: tuple[Path, Path], command: str) -> str:
-    checkout, event_path = job
-    context = PushContext(
+def context_for(checkout: Path) -> PushContext:
+    return PushContext(
         path=checkout,
         repository="o/r",
         ref="refs/heads/main",
@@ -48,6 +47,11 @@ def run_in(sandbox: Sandbox, job: tuple[Path, Path], command: str) -> str:
         delivery="d-1",
         payload={"after": SHA},
     )
+
+
+def run_in(sandbox: Sandbox, job: tuple[Path, Path], command: str) -> str:
+    checkout, event_path = job
+    context = context_for(checkout)
     result = run_command(
         command, context, job_dir=JobDirectory(event_path.parent), timeout=30, sandbox=sandbox
     )
@@ -223,14 +227,7 @@ def test_a_command_growing_its_checkout_past_the_limits_is_stopped(job) -> None:
     from worker.processing import ProcessingError
 
     checkout, event_path = job
-    context = PushContext(
-        path=checkout,
-        repository="o/r",
-        ref="refs/heads/main",
-        sha=SHA,
-        delivery="d-1",
-        payload={},
-    )
+    context = context_for(checkout)
     limits = Limits(max_bytes=10**9, max_files=500, timeout=30)
     started = time.monotonic()
     with pytest.raises(ProcessingError, match="CHECKOUT_MAX_FILES") as stopped:
