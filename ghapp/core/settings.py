@@ -88,7 +88,9 @@ class Settings:
             )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -100,6 +102,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         ) from None
     if value < minimum:
         raise ConfigError(f"{name}={value} is too small: it must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is too large: it must be at most {maximum}")
     return value
 
 
@@ -163,6 +167,11 @@ def _process_env(env: Mapping[str, str]) -> tuple[str, ...]:
                 "not see it; remove it from PROCESS_ENV"
             )
     return names
+
+
+def _words(raw: str | None) -> tuple[str, ...]:
+    """Items separated by commas, white space or both (no branch name holds either)."""
+    return tuple((raw or "").replace(",", " ").split())
 
 
 def _list(raw: str | None) -> tuple[str, ...]:
@@ -250,12 +259,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         github_url=_url(env, "GITHUB_URL", DEFAULT_GITHUB_URL),
         redis_url=_redis_url(env),
         host=env.get("HOST", "").strip() or "0.0.0.0",
-        port=_int(env, "PORT", DEFAULT_PORT),
+        port=_int(env, "PORT", DEFAULT_PORT, maximum=65535),
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
         log_level=_log_level(env),
         process_command=env.get("PROCESS_COMMAND", "").strip() or None,
         processor=env.get("PROCESSOR", "").strip() or None,
-        push_branches=_list(env.get("PUSH_BRANCHES")),
+        push_branches=_words(env.get("PUSH_BRANCHES")),
         job_timeout=_int(env, "JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT),
         workers=_int(env, "WORKERS", DEFAULT_WORKERS),
         token_cache_key=env.get("TOKEN_CACHE_KEY", "").strip() or None,

@@ -244,3 +244,16 @@ def test_sandbox_settings_and_their_one_line_refusals() -> None:
     for secret in ("GITHUB_PRIVATE_KEY", "REDIS_URL", "HEROKU_REDIS_RED_URL"):
         with pytest.raises(ConfigError, match=f"PROCESS_ENV names {secret}"):
             load_settings({"PROCESS_ENV": f"CI,{secret}"})
+
+
+def test_a_port_out_of_range_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^PORT=99999 is too large: it must be at most 65535$"):
+        load_settings({"PORT": "99999"})
+    assert load_settings({"PORT": "65535"}).port == 65535
+
+
+@pytest.mark.parametrize(
+    "raw", ["main,feature/*", "main feature/*", " main ,  feature/* ", "main\tfeature/*"]
+)
+def test_push_branches_are_separated_by_commas_or_white_space(raw) -> None:
+    assert load_settings({"PUSH_BRANCHES": raw}).push_branches == ("main", "feature/*")
