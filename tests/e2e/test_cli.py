@@ -16,6 +16,7 @@ from ghapp.local import free_port
 from ghapp.simulator import GitHubSimulator
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.support import (
+    ROOT,
     Process,
     child_env,
     ghapp,
@@ -178,7 +179,7 @@ def test_demo_processes_a_push_end_to_end(tmp_path: Path):
     assert "CHANGELOG.md" in done.stdout  # the command ran in the checkout of the pushed commit
 
 
-def test_send_signs_a_payload_file_and_prints_the_answer(tmp_path: Path):
+def test_send_signs_a_payload_file_with_the_callers_env_and_prints_the_answer(tmp_path: Path):
     port = free_port()
     received: list[dict] = []
 
@@ -201,10 +202,24 @@ def test_send_signs_a_payload_file_and_prints_the_answer(tmp_path: Path):
     thread.start()
     try:
         (tmp_path / "ping.json").write_text('{"zen": "Design for failure."}')
-        done = run(
-            ["send", "ping.json", "--event", "ping", "--url", f"http://127.0.0.1:{port}/hook"],
-            child_env({"GITHUB_WEBHOOK_SECRET": "sekrit"}),
-            tmp_path,
+        # Through ./run, called from the user's directory: its .env holds the secret.
+        (tmp_path / ".env").write_text("GITHUB_WEBHOOK_SECRET=sekrit\n")
+        done = subprocess.run(
+            [
+                str(ROOT / "run"),
+                "send",
+                "ping.json",
+                "--event",
+                "ping",
+                "--url",
+                f"http://127.0.0.1:{port}/hook",
+            ],
+            env=child_env({}),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     finally:
         server.shutdown()
