@@ -22,6 +22,7 @@ from ghapp.core.settings import ConfigError, Settings, check_private_key, privat
 # Imported here, before RQ forks a work horse per job, so each horse starts with the job's
 # modules (GitPython among them) already loaded instead of importing them again.
 from . import jobs, runtime  # noqa: F401
+from .processing import ProcessingError, load_processor
 from .redelivery import schedule_next
 from .workspace import remove_abandoned
 
@@ -96,6 +97,11 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         log.warning(warning)
+    if settings.processor:  # a PROCESSOR that cannot load would fail every job: say so now
+        try:
+            load_processor(settings.processor)
+        except ProcessingError as exc:
+            raise ConfigError(str(exc)) from None
     rt = runtime.configure(settings)
     if settings.process_command:
         if rt.sandbox_error and settings.sandbox == "bwrap":

@@ -71,6 +71,21 @@ def test_a_process_missing_a_setting_exits_at_once_with_one_line_naming_it(
     assert "nonsense" not in done.stderr  # key material is never echoed
 
 
+def test_a_worker_whose_processor_cannot_load_exits_at_once_with_one_line(
+    tmp_path: Path, app_key: tuple[bytes, bytes]
+):
+    settings = {
+        "REDIS_URL": "redis://127.0.0.1:1",  # never reached: the PROCESSOR is checked first
+        "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY": app_key[0].decode(),
+        "PROCESSOR": "tests.e2e.processors:missing",
+    }
+    done = run(["worker"], child_env(settings), tmp_path, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "PROCESSOR='tests.e2e.processors:missing' cannot be loaded" in line
+
+
 def test_procfile_web_line_refuses_to_start_without_the_secret(tmp_path: Path):
     procfile = (Path(__file__).parents[2] / "Procfile").read_text()
     web = next(line for line in procfile.splitlines() if line.startswith("web:"))
