@@ -8,12 +8,15 @@ queued job, and refuses writes rather than evict anything once it holds ``maxmem
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -51,6 +54,7 @@ class EmbeddedRedis:
         self._own_socket_dir = socket_dir is None
         self._socket_dir: str | None = str(socket_dir) if socket_dir else None
         self.maxmemory_mb = maxmemory_mb
+        self._lock: IO[str] | None = None
         # Made anew for each server object: a restart of this one keeps its URL, so clients
         # that lived through it connect again.
         self._password = secrets.token_hex(32)
@@ -63,7 +67,14 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the server and return its ``unix://`` URL (with the password) once it answers."""
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise EmbeddedRedisError(
+                f"cannot use {self.data_dir} for the embedded Redis's data ({exc.strerror}): "
+                "give a directory this user can write (ghapp serve --data-dir DIR)"
+            ) from None
+        self._claim_data_dir()
         if self._own_socket_dir:
             self._socket_dir = tempfile.mkdtemp(prefix="ghapp-redis-")
         password = self._password
@@ -110,8 +121,10 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
+                status = self.process.returncode
+                self.stop()
                 raise EmbeddedRedisError(
-                    f"the embedded redis-server exited with status {self.process.returncode}: "
+                    f"the embedded redis-server exited with status {status}: "
                     f"see {self.data_dir / 'redis.log'}"
                 )
             try:
@@ -127,6 +140,27 @@ class EmbeddedRedis:
                 time.sleep(0.02)
         client.close()
         return self.url
+
+    def _claim_data_dir(self) -> None:
+        """One server per data directory: a second would write the same append-only file."""
+        if self._lock is not None:
+            return
+        lock = open(self.data_dir / "server.lock", "a+")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise EmbeddedRedisError(
+                f"{self.data_dir} is in use by another embedded Redis (pid {holder}, of a "
+                "running ghapp serve): stop that one, or give this one another --data-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
 
     def _url(self) -> str:
         return f"unix://:{self._password}@{self.socket_path}"
@@ -152,6 +186,9 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._lock is not None:
+            self._lock.close()  # the data directory is free for another server
+            self._lock = None
         if self._own_socket_dir and self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None

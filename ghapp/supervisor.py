@@ -133,6 +133,13 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
         )
         while True:
             time.sleep(0.5)
+            if embedded is not None and embedded.process is not None:
+                redis_status = embedded.process.poll()
+                if redis_status is not None:
+                    raise ChildFailed(
+                        f"the embedded Redis exited (status {redis_status}): see "
+                        f"{data_dir / 'redis' / 'redis.log'}"
+                    )
             for child in running:
                 if not child.alive():
                     assert child.process is not None

@@ -127,10 +127,11 @@ def worker_pids(serve_pid: int) -> list[int]:
     return found
 
 
-def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
-    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
-):
-    port = free_port()
+def serve_env(
+    tmp_path: Path, simulator: GitHubSimulator, app_key: tuple[bytes, bytes], port: int
+) -> dict[str, str]:
+    """Settings for ``ghapp serve`` in ``tmp_path``: the App's in a .env there (its key in a
+    file), the rest in the environment."""
     key_file = tmp_path / "app.pem"
     key_file.write_bytes(app_key[0])
     key_file.chmod(0o600)
@@ -138,7 +139,7 @@ def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
         f"GITHUB_APP_ID={APP_ID}\nGITHUB_PRIVATE_KEY_PATH={key_file}\n"
         "GITHUB_WEBHOOK_SECRET=from-dotenv\n"
     )
-    env = child_env(
+    return child_env(
         {
             "GITHUB_API_URL": simulator.api_url,
             "GITHUB_URL": simulator.url,
@@ -147,6 +148,13 @@ def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
             "WORKERS": "2",
         }
     )
+
+
+def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    port = free_port()
+    env = serve_env(tmp_path, simulator, app_key, port)
     serve = Process("serve", ghapp(["serve"]), env, tmp_path, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -175,12 +183,53 @@ def test_serve_runs_everything_on_one_machine_and_stops_cleanly(
         wait_for(lambda: len(set(worker_pids(serve.pid)) - {workers[0]}) == 2, 30, "a new worker")
         family = descendants(serve.pid)
         assert len(family) >= 4  # redis, gunicorn, two workers (and their own children)
+        # A second serve on the same data directory would share Redis's files: refused.
+        second = run(["serve"], env, tmp_path, timeout=30)
+        assert second.returncode == 2
+        (line,) = second.stderr.strip().splitlines()
+        assert f"in use by another embedded Redis (pid {serve.pid}" in line
     finally:
         serve.popen.send_signal(signal.SIGTERM)
         code = serve.popen.wait(60)
         serve.stop()
     assert code == 0, serve.output()[-3000:]
     assert not [pid for pid in family if running(pid)], "ghapp serve left processes behind"
+
+
+def test_serve_stops_with_one_line_when_its_embedded_redis_dies(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    port = free_port()
+    serve = Process(
+        "serve", ghapp(["serve"]), serve_env(tmp_path, simulator, app_key, port), tmp_path, tmp_path
+    )
+    try:
+        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/healthz"), 30, "ghapp serve to answer")
+        family = descendants(serve.pid)
+        (redis_pid,) = [
+            pid
+            for pid in process_children().get(serve.pid, [])
+            if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        os.kill(redis_pid, signal.SIGKILL)
+        code = serve.popen.wait(60)
+        output = serve.output()
+    finally:
+        serve.stop()
+    assert code == 1
+    assert "the embedded Redis exited" in output
+    assert not [pid for pid in family if running(pid)], "ghapp serve left processes behind"
+
+
+def test_an_unusable_data_directory_is_refused_in_one_line(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    (tmp_path / "a-file").write_text("")
+    env = serve_env(tmp_path, simulator, app_key, free_port())
+    done = run(["serve", "--data-dir", str(tmp_path / "a-file" / "data")], env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "ghapp serve --data-dir DIR" in line
 
 
 def test_demo_processes_a_push_end_to_end(tmp_path: Path):
