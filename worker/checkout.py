@@ -17,7 +17,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -160,36 +161,47 @@ class Limits:
         return None
 
 
+@contextmanager
+def enforced(
+    limits: Limits, path: Path, stop: Callable[[], None], every: float = SIZE_CHECK_SECONDS
+) -> Iterator[list[str]]:
+    """While the block runs, measure ``path`` every ``every`` seconds and call ``stop`` once it
+    grows past ``limits``; the list yielded then says how."""
+    over: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every):
+            reason = limits.exceeded(path)
+            if reason:
+                over.append(reason)
+                stop()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="checkout-limits")
+    watcher.start()
+    try:
+        yield over
+    finally:
+        done.set()
+        watcher.join()
+
+
 def run_limited(
     process: subprocess.Popen[bytes], path: Path, limits: Limits, *, timeout: float, what: str
 ) -> bytes:
     """Wait for ``process``; kill it if ``path`` grows past ``limits`` or time runs out.
     Returns its stderr."""
-    over: list[str] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(SIZE_CHECK_SECONDS):
-            reason = limits.exceeded(path)
-            if reason:
-                over.append(reason)
-                _kill_group(process)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
-        raise CheckoutTimedOut(
-            f"{what} took longer than {timeout:.0f} s: raise CHECKOUT_TIMEOUT if the repository "
-            "is that large"
-        ) from None
-    finally:
-        done.set()
-        watcher.join()
+    with enforced(limits, path, lambda: _kill_group(process)) as over:
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            raise CheckoutTimedOut(
+                f"{what} took longer than {timeout:.0f} s: raise CHECKOUT_TIMEOUT if the "
+                "repository is that large"
+            ) from None
     reason = over[0] if over else limits.exceeded(path)  # also what grew between checks
     if reason:
         raise CheckoutRefused(f"{what} {reason}")

@@ -15,7 +15,6 @@ import os
 import selectors
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from typing import Any
 from ghapp.core.child_processes import signal_on_parent_death
 from ghapp.core.process_secrets import is_secret
 
-from .checkout import Limits
+from .checkout import Limits, enforced
 from .failures import Permanent, Transient
 from .sandbox import EVENT_FILE, Sandbox
 from .sandbox import HOME as SANDBOX_HOME
@@ -202,27 +201,11 @@ def _watched(
 ) -> Iterator[list[str]]:
     """While the block runs, stop ``process`` if ``path`` grows past ``limits``; the list
     yielded then says how."""
-    over: list[str] = []
     if limits is None:
-        yield over
+        yield []
         return
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(WATCH_SECONDS):
-            reason = limits.exceeded(path)
-            if reason:
-                over.append(reason)
-                _kill_group(process)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True, name="checkout-limits")
-    watcher.start()
-    try:
+    with enforced(limits, path, lambda: _kill_group(process), every=WATCH_SECONDS) as over:
         yield over
-    finally:
-        done.set()
-        watcher.join()
 
 
 class _Tail:
