@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 import requests
@@ -153,6 +154,23 @@ def signed_post(
         sent["X-Hub-Signature-256"] = signature_for(raw, secret)
     sent.update(headers or {})
     return requests.post(url, data=raw, headers=sent, timeout=30)
+
+
+def signed_head(
+    url: str, body: bytes, *, content_length: int | None = None, extra: str = ""
+) -> bytes:
+    """The head of a ping to ``url``'s webhook, signed for ``body`` with the tests' secret, as
+    raw bytes for tests that speak HTTP on a socket themselves."""
+    return (
+        "POST /webhook HTTP/1.1\r\n"
+        f"Host: {urlsplit(url).netloc}\r\n"
+        "Content-Type: application/json\r\n"
+        "X-GitHub-Event: ping\r\n"
+        f"X-GitHub-Delivery: {uuid.uuid4()}\r\n"
+        f"X-Hub-Signature-256: {signature_for(body, b'test-secret')}\r\n"
+        f"Content-Length: {len(body) if content_length is None else content_length}\r\n"
+        f"{extra}\r\n"
+    ).encode()
 
 
 def wait_job(connection: redis.Redis, job_id: str, timeout: float = 30) -> Job:

@@ -21,11 +21,12 @@ import requests
 
 from ghapp.simulator import GitHubSimulator
 from tests.e2e.conftest import Stack, start_stack
-from tests.support import process_children, wait_for
+from tests.support import process_children, signed_head, wait_for
 from webapp.deliveries import signature_for
+from webapp.server import BODY_TIMEOUT, HEAD_TIMEOUT
 
 TRICKLE = 0.5  # seconds between two bytes of a slow client
-READ_TIMEOUT = 5.0  # HEAD_TIMEOUT and BODY_TIMEOUT in ghapp/gunicorn_config.py
+READ_TIMEOUT = max(HEAD_TIMEOUT, BODY_TIMEOUT)  # the server's deadlines (equal today)
 ANSWER_WITHIN = 10.0  # GitHub's limit for an answer
 PING = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
 
@@ -72,15 +73,7 @@ def ping(stack: Stack) -> tuple[int, float]:
 
 def delivery_head(stack: Stack, body: bytes) -> bytes:
     """The head of a signed ping whose body is ``body``."""
-    return (
-        "POST /webhook HTTP/1.1\r\n"
-        f"Host: {urlsplit(stack.url).netloc}\r\n"
-        "Content-Type: application/json\r\n"
-        "X-GitHub-Event: ping\r\n"
-        f"X-GitHub-Delivery: {uuid.uuid4()}\r\n"
-        f"X-Hub-Signature-256: {signature_for(body, b'test-secret')}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    return signed_head(stack.url, body)
 
 
 class SlowClient:

@@ -15,7 +15,7 @@ from rq import Queue
 from ghapp.core import redis_keys
 from tests.conftest import APP_ID, INSTALLATION_ID
 from tests.e2e.conftest import Stack
-from tests.support import wait_job
+from tests.support import signed_head, wait_job
 from webapp.deliveries import signature_for
 
 ZERO = "0" * 40
@@ -209,17 +209,7 @@ def raw_exchange(stack: Stack, data: bytes) -> bytes:
 
 def raw_ping(stack: Stack, *, content_length: int | None = None, extra: str = "") -> bytes:
     body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
-    head = (
-        "POST /webhook HTTP/1.1\r\n"
-        f"Host: {urlsplit(stack.url).netloc}\r\n"
-        "Content-Type: application/json\r\n"
-        "X-GitHub-Event: ping\r\n"
-        f"X-GitHub-Delivery: {uuid.uuid4()}\r\n"
-        f"X-Hub-Signature-256: {signature_for(body, b'test-secret')}\r\n"
-        f"Content-Length: {len(body) if content_length is None else content_length}\r\n"
-        f"{extra}\r\n"
-    )
-    return head.encode() + body
+    return signed_head(stack.url, body, content_length=content_length, extra=extra) + body
 
 
 def statuses(received: bytes) -> list[bytes]:
