@@ -1,7 +1,7 @@
 """Bad input, generated, against the real web process: never a 5xx, a one-line JSON refusal,
 and never a job.
 
-Every property posts to the session's gunicorn process (``stack``) and checks, per case: no 5xx
+Every property posts to the session's web process (``stack``) and checks, per case: no 5xx
 and no traceback; a 4xx is JSON with a one-line ``error``; a body that must be refused is a 4xx.
 Per test: no new job anywhere in RQ (queue or registry), no new delivery ledger entry, the web
 process still alive and no traceback in its log (``harness.Guard``). Explicit examples of

@@ -27,7 +27,7 @@ def header_safe(value: bytes) -> bytes:
 
 def header_values(max_size: int = 200) -> st.SearchStrategy[bytes]:
     """Header values: mostly ones HTTP allows (which reach the app), some with control
-    characters (which gunicorn refuses itself)."""
+    characters (which the HTTP server refuses itself)."""
     no_controls = st.characters(codec="utf-8", exclude_categories=["Cc"], include_characters="\t")
     latin1 = st.sampled_from([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
     return st.one_of(

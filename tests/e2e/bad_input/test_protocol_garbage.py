@@ -1,6 +1,6 @@
 """Protocol-level garbage: a Content-Length that lies, clients that stall and go away (sent on
-raw sockets, ``tests/raw_http.py``), and header bytes HTTP does not allow, which gunicorn refuses
-itself. Never a 5xx, never a job, and the web workers free again at once."""
+raw sockets, ``tests/raw_http.py``), and header bytes HTTP does not allow, which the HTTP
+server refuses itself. Never a 5xx, never a job, and the web workers free again at once."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_content_length_larger_than_body(
 def test_clients_that_stall_and_go_away_free_the_web_workers(
     stack: Stack, push: dict[str, Any], guard: Guard
 ):
-    """As many stalled deliveries as gunicorn has workers, then dropped: the web answers again
-    at once, not after gunicorn's 30 s worker timeout."""
+    """As many stalled deliveries as the web process has workers, then dropped: the web answers
+    again at once, not after a read deadline or a worker timeout."""
     full = dumps(push) + b" " * 1000  # trailing whitespace: still the JSON of ``push``
     head = post_head(stack, full, content_length=len(full))
     stalled = [connect(stack.url) for _ in "ab"]
@@ -119,7 +119,7 @@ def test_body_shorter_than_content_length_is_never_accepted(stack: Stack, guard:
     assert status in (None, 400)
 
 
-# --- HTTP-level garbage gunicorn refuses itself ---------------------------------------------------
+# --- HTTP-level garbage the server refuses itself ------------------------------------------------
 
 PROTOCOL_CASES = {
     "nul-in-event": {"X-GitHub-Event": b"pu\x00sh"},
@@ -134,7 +134,7 @@ PROTOCOL_CASES = {
 def test_protocol_level_garbage_is_a_4xx(
     stack: Stack, push: dict[str, Any], guard: Guard, extra: dict[str, bytes]
 ):
-    # gunicorn refuses these itself, before the app, in plain text: a 4xx all the same.
+    # The HTTP server refuses these itself, before the app, in plain text: a 4xx all the same.
     answer = guard.signed(dumps(push), **extra)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:300])
     assert "Traceback" not in answer.text
