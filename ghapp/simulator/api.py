@@ -11,12 +11,12 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator.app_jwt import AppJwtVerifier, JwtRejected
+from ghapp.simulator.installation_auth import level_covers
 from ghapp.simulator.models import MintRecord, Repository
 from ghapp.simulator.payloads import node_id
 from ghapp.simulator.registry import Registry
 from ghapp.simulator.responses import error_response, json_response
 
-GRANTED_PERMISSIONS = {"contents": "read", "metadata": "read"}
 TOKEN_PREFIX = "ghs_"
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 NOT_ACCESSIBLE = (
@@ -50,7 +50,7 @@ def mint_access_token(
         body = _json_body(request)
         available = registry.repositories_of(installation_id)
         selected = _selected_repositories(body, available)
-        permissions = _requested_permissions(body)
+        permissions = _requested_permissions(body, registry.app_permissions)
     except _RequestRejected as exc:
         return error_response(exc.status, exc.message)
 
@@ -122,14 +122,16 @@ def _selected_repositories(
     return sorted(selected.values(), key=lambda r: r.id)
 
 
-def _requested_permissions(body: dict[str, Any]) -> dict[str, str]:
+def _requested_permissions(body: dict[str, Any], granted: dict[str, str]) -> dict[str, str]:
+    """The token's permissions: all of the App's when none are asked for, else those asked for,
+    each at most at the level the App was granted ("read" when "write" was granted)."""
     requested = body.get("permissions")
     if requested is None:
-        return dict(GRANTED_PERMISSIONS)
+        return dict(granted)
     if not isinstance(requested, dict) or not requested:
         raise _RequestRejected(422, NOT_GRANTED)
     for name, level in requested.items():
-        if GRANTED_PERMISSIONS.get(name) != level:
+        if not level_covers(granted.get(name), level):
             raise _RequestRejected(422, NOT_GRANTED)
     return {"metadata": "read", **requested}
 

@@ -15,7 +15,8 @@ from typing import IO, Any
 
 from werkzeug.wsgi import get_input_stream
 
-from ghapp.simulator.models import MintRecord, Repository
+from ghapp.simulator import installation_auth
+from ghapp.simulator.models import Repository
 from ghapp.simulator.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -64,19 +65,7 @@ class GitHttpBackend:
 
     def _authorized(self, repo: Repository, authorization: str | None) -> bool:
         token = _basic_password(authorization)
-        record = self._registry.mint_record(token) if token else None
-        return record is not None and self._grants(record, repo)
-
-    def _grants(self, record: MintRecord, repo: Repository) -> bool:
-        installation = self._registry.installation(record.installation_id)
-        return (
-            installation is not None
-            and not installation.suspended
-            and record.installation_id == repo.installation_id
-            and self._registry.clock.now_datetime() < record.expires_at
-            and (record.repository_ids is None or repo.id in record.repository_ids)
-            and "contents" in record.permissions
-        )
+        return installation_auth.grants(self._registry, token, repo, "contents", "read")
 
     def _run_backend(
         self,

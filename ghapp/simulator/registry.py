@@ -20,6 +20,13 @@ from ghapp.simulator.models import (
 FIRST_REPOSITORY_ID = 1000
 FIRST_ACCOUNT_ID = 9000
 FIRST_DELIVERY_ID = 50000
+# What the simulated App was granted when installed; tokens get at most these.
+DEFAULT_APP_PERMISSIONS = {
+    "contents": "read",
+    "checks": "write",
+    "statuses": "write",
+    "metadata": "read",
+}
 
 
 class Registry:
@@ -40,6 +47,19 @@ class Registry:
         self._deliveries: list[HookDelivery] = []
         self._redelivery_requests: list[int] = []
         self._next_delivery_id = FIRST_DELIVERY_ID
+        self._app_permissions = dict(DEFAULT_APP_PERMISSIONS)
+
+    # The App ------------------------------------------------------------------------------
+
+    @property
+    def app_permissions(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._app_permissions)
+
+    @app_permissions.setter
+    def app_permissions(self, permissions: dict[str, str]) -> None:
+        with self._lock:
+            self._app_permissions = dict(permissions)
 
     # Installations -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from ghapp.simulator import repositories
 from ghapp.simulator.app_jwt import AppJwtVerifier
 from ghapp.simulator.clock import SimClock
 from ghapp.simulator.git_http import GitHttpBackend
+from ghapp.simulator.installation_auth import LEVELS
 from ghapp.simulator.models import (
     HookDelivery,
     InjectedFailure,
@@ -152,6 +153,21 @@ class GitHubSimulator:
     @token_lifetime.setter
     def token_lifetime(self, seconds: int) -> None:
         self._registry.token_lifetime = int(seconds)
+
+    @property
+    def app_permissions(self) -> dict[str, str]:
+        """The permissions the App was granted (name -> "read" / "write" / "admin"): a token
+        minted without ``permissions`` gets all of them, and a token can only ask for these,
+        at these levels or lower. Default: contents read, checks write, statuses write,
+        metadata read."""
+        return self._registry.app_permissions
+
+    @app_permissions.setter
+    def app_permissions(self, permissions: Mapping[str, str]) -> None:
+        for name, level in permissions.items():
+            if not isinstance(name, str) or level not in LEVELS:
+                raise ValueError(f"permission {name!r}: level must be one of {list(LEVELS)}")
+        self._registry.app_permissions = dict(permissions)
 
     def inject_failure(
         self,

@@ -112,7 +112,13 @@ def test_valid_jwt_mints_a_token(sim: GitHubSimulator, repo: Repository, app_key
     body = response.json()
     assert re.fullmatch(r"ghs_[A-Za-z0-9]{36}", body["token"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["expires_at"])
-    assert body["permissions"] == {"contents": "read", "metadata": "read"}
+    # Without "permissions" in the body a token gets all of the App's permissions.
+    assert body["permissions"] == {
+        "contents": "read",
+        "checks": "write",
+        "statuses": "write",
+        "metadata": "read",
+    }
     assert body["repository_selection"] == "selected"
     assert body["repositories"][0] | {"node_id": None} == {
         "id": repo.id,
