@@ -27,8 +27,9 @@ from ghapp.core.process_secrets import is_secret
 
 from .checkout import Limits, enforced
 from .failures import Permanent, Transient
-from .sandbox import EVENT_FILE, Sandbox
+from .sandbox import EVENT_FILE, RESULT_FILE, Sandbox
 from .sandbox import HOME as SANDBOX_HOME
+from .step_report import StepReport, from_mapping, read_result_file
 from .workspace import COMMAND_MARK, JobDirectory
 
 log = logging.getLogger("ghapp.worker.processing")
@@ -50,7 +51,29 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class ProcessingError(Permanent):
-    """The processing step failed; the message says how, with the tail of its output."""
+    """The processing step failed; the message says how, with the tail of its output.
+
+    ``reason`` says it in one line, ``output`` is the output's tail, ``exit_status`` the
+    command's, and ``report`` what the step reported of itself (a linter's annotations)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        output: str = "",
+        exit_status: int | None = None,
+        report: StepReport | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason or message.splitlines()[0]
+        self.output = output
+        self.exit_status = exit_status
+        self.report = report or StepReport()
+
+
+class ProcessingTimedOut(ProcessingError):
+    """The command ran past JOB_TIMEOUT and was stopped."""
 
 
 class ProcessingInterrupted(Transient):
@@ -97,6 +120,7 @@ def command_environment(
     *,
     event_path: str,
     home: str,
+    result_path: str,
     passed: Iterable[str] = (),
 ) -> dict[str, str]:
     """The command's whole environment: an allow-list, never the worker's environment.
@@ -113,6 +137,7 @@ def command_environment(
         GHAPP_DELIVERY=context.delivery,
         GHAPP_EVENT=context.event,
         GHAPP_EVENT_PATH=event_path,
+        GHAPP_RESULT_PATH=result_path,
     )
     return env
 
@@ -133,12 +158,23 @@ def run_command(
     event_path = job_dir.event_file
     event_path.write_text(json.dumps(context.payload))
     event_path.chmod(0o600)
+    result_path = job_dir.result_file
+    result_path.unlink(missing_ok=True)  # a run before a retry left one: not this run's
+    result_path.touch(mode=0o600)
     if sandbox is not None:
         argv = sandbox.argv(
-            ["sh", "-c", command, COMMAND_MARK], checkout=context.path, event_file=event_path
+            ["sh", "-c", command, COMMAND_MARK],
+            checkout=context.path,
+            event_file=event_path,
+            result_file=result_path,
         )
         env = command_environment(
-            os.environ, context, event_path=EVENT_FILE, home=SANDBOX_HOME, passed=passed_env
+            os.environ,
+            context,
+            event_path=EVENT_FILE,
+            home=SANDBOX_HOME,
+            result_path=RESULT_FILE,
+            passed=passed_env,
         )
         cwd = None
     else:
@@ -146,7 +182,12 @@ def run_command(
         home.mkdir(mode=0o700, exist_ok=True)
         argv = ["sh", "-c", GUARD, COMMAND_MARK, command]
         env = command_environment(
-            os.environ, context, event_path=str(event_path), home=str(home), passed=passed_env
+            os.environ,
+            context,
+            event_path=str(event_path),
+            home=str(home),
+            result_path=str(result_path),
+            passed=passed_env,
         )
         cwd = context.path
     process = subprocess.Popen(
@@ -165,33 +206,39 @@ def run_command(
         with _watched(context.path, limits, process) as over:
             output, finished = read_tail(process, timeout)
         if over:
+            reason = f"PROCESS_COMMAND was stopped: the checkout {over[0]}"
             raise ProcessingError(
-                f"PROCESS_COMMAND was stopped: the checkout {over[0]}; last output:\n"
-                + _tail(output)
+                f"{reason}; last output:\n{_tail(output)}", reason=reason, output=_tail(output)
             )
         if not finished:
             _kill_group(process)
             process.wait()
-            raise ProcessingError(
-                "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped; last output:\n"
-                + _tail(output)
+            reason = "PROCESS_COMMAND ran past JOB_TIMEOUT and was stopped"
+            raise ProcessingTimedOut(
+                f"{reason}; last output:\n{_tail(output)}", reason=reason, output=_tail(output)
             )
     finally:
         # Also reached when the job itself is being stopped (RQ's timeout, a shutdown).
         _kill_group(process)
         if process.stdout is not None:
             process.stdout.close()
-    result = {"exit_status": process.returncode, "output": _tail(output)}
+    result: dict[str, Any] = {"exit_status": process.returncode, "output": _tail(output)}
     log.info("PROCESS_COMMAND exited %s; output:\n%s", process.returncode, result["output"])
     if process.returncode < 0 or process.returncode in KILLED_STATUSES:
         raise ProcessingInterrupted(
             f"PROCESS_COMMAND was killed (status {process.returncode}); it will be tried again"
         )
+    report = read_result_file(result_path)
     if process.returncode != 0:
         raise ProcessingError(
             f"PROCESS_COMMAND exited with status {process.returncode}; last output:\n"
-            f"{result['output']}"
+            f"{result['output']}",
+            reason=f"PROCESS_COMMAND exited with status {process.returncode}",
+            output=result["output"],
+            exit_status=process.returncode,
+            report=report,
         )
+    result["report"] = report
     return result
 
 
@@ -286,21 +333,24 @@ def process(
     sandbox: Sandbox | None = None,
     passed_env: Iterable[str] = (),
     limits: Limits | None = None,
-) -> dict[str, Any]:
-    """Run what is configured in the checkout; the job's result."""
+) -> tuple[dict[str, Any], StepReport]:
+    """Run what is configured in the checkout; the job's result, and what the step reported of
+    itself (a PROCESSOR's returned dict, the command's GHAPP_RESULT_PATH; the command's wins)."""
     result: dict[str, Any] = {"summary": summarize(context.path, context.sha)}
+    report = StepReport()
     if processor:
         try:
             value = load_processor(processor)(context)
         except (Transient, ProcessingError):
             raise
         except Exception as exc:
-            raise ProcessingError(
-                f"PROCESSOR {processor} raised {type(exc).__name__}: {exc}"
-            ) from exc
+            reason = f"PROCESSOR {processor} raised {type(exc).__name__}: {exc}"
+            raise ProcessingError(reason, reason=reason.splitlines()[0]) from exc
         result["processor"] = value if _is_json(value) else repr(value)
+        if isinstance(value, dict):
+            report = from_mapping(value, "PROCESSOR's result")
     if command:
-        result["command"] = run_command(
+        ran = run_command(
             command,
             context,
             job_dir=job_dir,
@@ -309,7 +359,11 @@ def process(
             passed_env=passed_env,
             limits=limits,
         )
-    return result
+        command_report = ran.pop("report")
+        result["command"] = ran
+        if command_report != StepReport():
+            report = command_report
+    return result, report
 
 
 def _is_json(value: Any) -> bool:

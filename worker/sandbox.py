@@ -1,9 +1,10 @@
 """The bubblewrap sandbox the processing command runs in: it sees its checkout and nothing of ghapp.
 
 Inside: the checkout at ``/job/checkout`` (read-write), the event file at ``/job/event.json``
-(read-only), a private ``/tmp`` holding ``HOME``, read-only system directories, its own PID,
-IPC, UTS and user namespaces (no ghapp process, no other job), no capabilities, and the network
-only with ``SANDBOX_NETWORK=on``. Everything it started dies with it.
+(read-only), the file for its result at ``/job/result.json`` (read-write), a private ``/tmp``
+holding ``HOME``, read-only system directories, its own PID, IPC, UTS and user namespaces (no
+ghapp process, no other job), no capabilities, and the network only with
+``SANDBOX_NETWORK=on``. Everything it started dies with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MODES = ("auto", "bwrap", "none")
 JOB_DIR = "/job"
 CHECKOUT = f"{JOB_DIR}/checkout"
 EVENT_FILE = f"{JOB_DIR}/event.json"
+RESULT_FILE = f"{JOB_DIR}/result.json"
 HOME = "/tmp/home"
 TMP_BYTES = 1024 * 1024 * 1024  # the command's /tmp, its HOME inside
 SHM_BYTES = 64 * 1024 * 1024
@@ -62,8 +64,16 @@ class Sandbox:
     network: bool = True
     hidden: tuple[str, ...] = ()  # more paths to hide (the App's key file, ghapp's data)
 
-    def argv(self, command: list[str], *, checkout: Path, event_file: Path) -> list[str]:
-        """bwrap's command line running ``command`` over this job's checkout and event file."""
+    def argv(
+        self,
+        command: list[str],
+        *,
+        checkout: Path,
+        event_file: Path,
+        result_file: Path | None = None,
+    ) -> list[str]:
+        """bwrap's command line running ``command`` over this job's checkout and event file
+        (and the file it may write its result to)."""
         args = [
             self.bwrap,
             "--unshare-all",
@@ -106,7 +116,8 @@ class Sandbox:
             "--ro-bind",
             str(event_file),
             EVENT_FILE,
-            "--remount-ro",  # /job itself: only the checkout below it is writable
+            *(["--bind", str(result_file), RESULT_FILE] if result_file else []),
+            "--remount-ro",  # /job itself: only the checkout and result file are writable
             JOB_DIR,
             "--chdir",
             CHECKOUT,

@@ -43,6 +43,11 @@ class JobDirectory:
         return self.root / "event.json"
 
     @property
+    def result_file(self) -> Path:
+        """What the processing command may write of its own result (GHAPP_RESULT_PATH)."""
+        return self.root / "result.json"
+
+    @property
     def home(self) -> Path:
         """HOME of an unsandboxed command."""
         return self.root / "home"

@@ -33,6 +33,13 @@ class PushJob:
     pushed_at: int = 0
     # Where the payload waits in Redis for the processing step (set by the enqueue).
     payload_key: str | None = None
+    # The event that asked for it: "push", or "check_run" / "check_suite" for a re-run asked
+    # for on GitHub (it processes its commit even if the branch moved on since).
+    event: str = "push"
+
+    @property
+    def rerun(self) -> bool:
+        return self.event != "push"
 
     def to_kwargs(self) -> dict[str, Any]:
         """RQ's job arguments."""

@@ -25,6 +25,10 @@ DEFAULT_REDELIVERY_INTERVAL = 300
 DEFAULT_SHUTDOWN_GRACE = 25
 DEFAULT_CHECKOUT_MAX_FILES = 100_000
 SANDBOX_MODES = ("auto", "bwrap", "none")
+# How a processed push is shown on GitHub: a check run, a commit status, or not at all.
+REPORT_MODES = ("checks", "statuses", "none")
+DEFAULT_CHECK_NAME = "ghapp"
+CHECK_NAME_MAX = 100  # characters; the name is shown in GitHub's checks list
 QUEUE_NAME = "ghapp"
 
 
@@ -62,6 +66,9 @@ class Settings:
     sandbox: str = "auto"
     sandbox_network: bool = True
     process_env: tuple[str, ...] = ()
+    report: str = "checks"
+    check_name: str = DEFAULT_CHECK_NAME
+    public_url: str | None = None
 
     def require_web(self) -> None:
         """Raise ConfigError unless the web process has what it needs."""
@@ -153,6 +160,29 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}: set it to one")
     return raw
+
+
+def _check_name(env: Mapping[str, str]) -> str:
+    raw = env.get("CHECK_NAME", "").strip() or DEFAULT_CHECK_NAME
+    if len(raw) > CHECK_NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ConfigError(
+            f"CHECK_NAME is longer than {CHECK_NAME_MAX} characters or holds a control "
+            "character: set it to a short name such as 'ghapp' or 'lint'"
+        )
+    return raw
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("PUBLIC_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(
+            f"PUBLIC_URL={raw!r} is not an http(s) base URL: set it to the address GitHub "
+            "users reach this server at, e.g. https://ghapp.example.com"
+        )
+    return raw.rstrip("/")
 
 
 def _process_env(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -279,6 +309,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sandbox=_choice(env, "SANDBOX", SANDBOX_MODES),
         sandbox_network=_bool(env, "SANDBOX_NETWORK", True),
         process_env=_process_env(env),
+        report=_choice(env, "REPORT", REPORT_MODES),
+        check_name=_check_name(env),
+        public_url=_public_url(env),
     )
 
 

@@ -107,7 +107,11 @@ def test_command_environment_is_an_allow_list(tmp_path: Path) -> None:
         "NPM_TOKEN": "npm",
     }
     env = command_environment(
-        base, make_context(tmp_path), event_path="/job/event.json", home="/job-home"
+        base,
+        make_context(tmp_path),
+        event_path="/job/event.json",
+        home="/job-home",
+        result_path="/job/result.json",
     )
     assert env == {
         "PATH": "bin-dir",
@@ -119,6 +123,7 @@ def test_command_environment_is_an_allow_list(tmp_path: Path) -> None:
         "GHAPP_DELIVERY": "d-1",
         "GHAPP_EVENT": "push",
         "GHAPP_EVENT_PATH": "/job/event.json",
+        "GHAPP_RESULT_PATH": "/job/result.json",
     }
 
 
@@ -129,6 +134,7 @@ def test_process_env_names_what_else_passes_but_never_a_secret(tmp_path: Path) -
         make_context(tmp_path),
         event_path="e",
         home="h",
+        result_path="r",
         passed=("NPM_TOKEN", "REDIS_URL", "MISSING"),
     )
     assert env["NPM_TOKEN"] == "npm"
@@ -266,7 +272,7 @@ def test_process_without_processor_or_command_returns_a_summary(
     checkout: Path, event_path: Path
 ) -> None:
     (checkout / "README").write_bytes(b"hello")
-    result = process(
+    result, _ = process(
         make_context(checkout),
         processor=None,
         command=None,
@@ -278,7 +284,7 @@ def test_process_without_processor_or_command_returns_a_summary(
 
 def test_process_runs_processor_and_command(checkout: Path, event_path: Path) -> None:
     (checkout / "README").write_bytes(b"hello")
-    result = process(
+    result, _ = process(
         make_context(checkout),
         processor=f"{__name__}:processor_returning_sha",
         command="cat README",
@@ -293,7 +299,7 @@ def test_process_runs_processor_and_command(checkout: Path, event_path: Path) ->
 def test_process_keeps_a_non_json_processor_result_as_its_repr(
     checkout: Path, event_path: Path
 ) -> None:
-    result = process(
+    result, _ = process(
         make_context(checkout),
         processor=f"{__name__}:processor_returning_object",
         command=None,

@@ -47,7 +47,13 @@ def test_the_job_arguments_are_exactly_the_contracts_fields():
         **OLDEST_KWARGS,
         "pushed_at": 1_700_000_000,
         "payload_key": "ghapp:payload:4242:72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "event": "push",
     }
+
+
+def test_a_job_queued_before_re_runs_existed_is_a_push():
+    assert not PushJob.from_kwargs(OLDEST_KWARGS).rerun
+    assert PushJob.from_kwargs({**OLDEST_KWARGS, "event": "check_suite"}).rerun
 
 
 def test_the_job_arguments_carry_identifiers_only_never_a_secret():
@@ -77,6 +83,7 @@ def test_a_job_survives_rqs_serializers(job):
         sha=st.text(),
         pushed_at=st.integers(min_value=0),
         payload_key=st.none() | st.text(),
+        event=st.sampled_from(["push", "check_run", "check_suite"]),
     )
 )
 def test_to_kwargs_and_from_kwargs_round_trip(job):
