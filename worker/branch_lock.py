@@ -53,6 +53,21 @@ def newer_than(latest: bytes | None, delivery: str) -> str | None:
     return newest[0]
 
 
+def newer_commit(connection: redis.Redis, repository_id: int, ref: str, newer: str) -> str | None:
+    """The commit the branch's newest push of delivery ``newer`` brought, if it is still listed."""
+    try:
+        latest: bytes | None = connection.get(redis_keys.latest_push(repository_id, ref))  # type: ignore[assignment]
+    except redis.ResponseError:
+        return None
+    if latest is None:
+        return None
+    for token in latest.decode(errors="replace").split()[1:]:
+        parts = token.split(":")  # "<before>:<after>:<delivery>"
+        if len(parts) == 3 and parts[2] == newer and parts[1]:
+            return parts[1]
+    return None
+
+
 @contextmanager
 def branch_lock(
     connection: redis.Redis, repository_id: int, ref: str, *, wait: float

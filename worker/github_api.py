@@ -187,3 +187,19 @@ class GitHubAPI:
         if not isinstance(data.get("token"), str) or not isinstance(data.get("expires_at"), str):
             raise Transient("GitHub's token answer lacks 'token' or 'expires_at'")
         return data
+
+    def create_check_run(
+        self, token: str, repository: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return dict(self.request("POST", f"/repos/{repository}/check-runs", token, body).json())
+
+    def update_check_run(
+        self, token: str, repository: str, check_run_id: int, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/repos/{repository}/check-runs/{check_run_id}"
+        return dict(self.request("PATCH", path, token, body).json())
+
+    def create_status(
+        self, token: str, repository: str, sha: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return dict(self.request("POST", f"/repos/{repository}/statuses/{sha}", token, body).json())

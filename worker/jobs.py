@@ -11,17 +11,21 @@ from typing import Any
 
 from rq import Queue, get_current_job
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from ghapp.core.push_job import FUNCTION as PUSH_JOB
 from ghapp.core.push_job import PushJob
 from ghapp.core.queueing import retry_policy
 
 from . import runtime
-from .branch_lock import branch_lock, superseded_by
+from .branch_lock import branch_lock, newer_commit, superseded_by
+from .check_output import Facts, step_label, verdict
 from .checkout import Limits
-from .failures import Permanent, RateLimited, waits_in_place
+from .failures import Permanent, RateLimited, Transient, waits_in_place
 from .fetch_policy import fetch_with_retries
-from .processing import PushContext, process
+from .processing import ProcessingError, ProcessingTimedOut, PushContext, process
+from .reporting import Reporter
+from .step_report import line_counter
 from .tokens import Token, TokenScope
 from .workspace import remove_abandoned, workspace
 
@@ -40,45 +44,94 @@ def run_push(push: PushJob) -> dict[str, Any]:
     started = time.monotonic()
     job = get_current_job()
     assert job is not None, "a push is processed inside an RQ job"
-    settings = runtime.current().settings
+    rt = runtime.current()
+    settings = rt.settings
     connection = job.connection
     identity = push.identity
     remove_abandoned()
+    reporter = rt.reporter(connection, push, job_id=job.id)
+    # A re-run asked for from GitHub processes its commit whatever the branch did since.
+    supersede = settings.supersede_pushes and not push.rerun
     try:
-        newer = settings.supersede_pushes and superseded_by(
-            connection, push.repository_id, push.ref, push.delivery
-        )
+        newer = supersede and superseded_by(connection, push.repository_id, push.ref, push.delivery)
         if not newer:
             # Waiting for another job of the branch may take half the job's time at most.
             wait = max(1, settings.job_timeout // 2)
             with branch_lock(connection, push.repository_id, push.ref, wait=wait):
-                newer = settings.supersede_pushes and superseded_by(
+                newer = supersede and superseded_by(
                     connection, push.repository_id, push.ref, push.delivery
                 )
                 if not newer:
-                    result = _process(job, push, deadline=started + settings.job_timeout)
+                    reporter.started()
+                    result = _process(job, push, reporter, deadline=started + settings.job_timeout)
     except RateLimited as exc:
         if waits_in_place(exc):
+            _end_unless_retried(job, push, reporter, exc)
             raise
-        return _reschedule(job, exc, identity)
-    except Permanent as exc:
+        return _reschedule(job, exc, identity)  # its check run stays in progress meanwhile
+    except ProcessingError:  # reported by _process, with the step's output
         job.retries_left = 0  # trying again would fail the same way
-        log.error("failed for good: %s", exc)
-        if push.payload_key:
-            connection.delete(push.payload_key)
+        _drop_payload(job, push)
         raise
-    if push.payload_key:
-        connection.delete(push.payload_key)
+    except Permanent as exc:
+        job.retries_left = 0
+        log.error("failed for good: %s", exc)
+        _report(job, reporter, _facts(push, "cancelled", reason=str(exc).splitlines()[0]))
+        _drop_payload(job, push)
+        raise
+    except Transient as exc:
+        _end_unless_retried(job, push, reporter, exc)
+        raise
+    except JobTimeoutException:
+        log.error("ran past JOB_TIMEOUT (%s s) and was stopped", settings.job_timeout)
+        _report(job, reporter, _facts(push, "timed_out", job_timeout=settings.job_timeout))
+        raise
+    _drop_payload(job, push)
     if newer:
         log.info("superseded by the newer push of delivery %s", newer)
-        return {"status": "superseded", "by_delivery": newer, **identity}
+        sha = newer_commit(connection, push.repository_id, push.ref, newer)
+        report = _report(job, reporter, _facts(push, "superseded", newer_sha=sha))
+        return {"status": "superseded", "by_delivery": newer, "report": report, **identity}
     total = time.monotonic() - started
     result["seconds"]["total"] = round(total, 4)
     log.info("processed %s at %s in %.2fs", push.repository, push.sha, total)
     return {"status": "processed", **result, **identity}
 
 
-def _process(job: Job, push: PushJob, *, deadline: float) -> dict[str, Any]:
+def _facts(push: PushJob, state: str, **details: Any) -> Facts:
+    settings = runtime.current().settings
+    return Facts(
+        state=state,
+        step=step_label(settings.process_command, settings.processor),
+        sha=push.sha,
+        ref=push.ref,
+        delivery=push.delivery,
+        **details,
+    )
+
+
+def _report(job: Job, reporter: Reporter, facts: Facts, **kwargs: Any) -> dict[str, Any]:
+    """Complete the job's check run; what was reported is kept with the job."""
+    report = reporter.finished(verdict(facts, **kwargs))
+    job.meta["report"] = report
+    job.save_meta()
+    return report
+
+
+def _end_unless_retried(job: Job, push: PushJob, reporter: Reporter, exc: Exception) -> None:
+    """A job RQ runs again keeps its check run in progress; one that failed for good ends it."""
+    if job.retries_left:
+        return
+    log.error("failed for good: %s", exc)
+    _report(job, reporter, _facts(push, "cancelled", reason=str(exc).splitlines()[0]))
+
+
+def _drop_payload(job: Job, push: PushJob) -> None:
+    if push.payload_key:
+        job.connection.delete(push.payload_key)
+
+
+def _process(job: Job, push: PushJob, reporter: Reporter, *, deadline: float) -> dict[str, Any]:
     rt = runtime.current()
     settings = rt.settings
     if settings.process_command and rt.sandbox_error:
@@ -111,21 +164,49 @@ def _process(job: Job, push: PushJob, *, deadline: float) -> dict[str, Any]:
             deadline=deadline,
         )
         fetched = time.monotonic()
-        context = PushContext(path=job_dir.checkout, payload=payload, **push.identity)
-        result = process(
-            context,
-            processor=settings.processor,
-            command=settings.process_command,
-            job_dir=job_dir,
-            timeout=max(1.0, deadline - time.monotonic()),
-            sandbox=rt.sandbox,
-            passed_env=settings.process_env,
-            limits=limits,
+        context = PushContext(
+            path=job_dir.checkout, payload=payload, event=push.event, **push.identity
         )
-        result["seconds"] = {
-            "fetch": round(fetched - fetch_started, 4),
-            "processing": round(time.monotonic() - fetched, 4),
-        }
+
+        def seconds() -> dict[str, float]:
+            return {
+                "fetch": round(fetched - fetch_started, 4),
+                "processing": round(time.monotonic() - fetched, 4),
+            }
+
+        lines = line_counter(job_dir.checkout)
+        try:
+            result, step_report = process(
+                context,
+                processor=settings.processor,
+                command=settings.process_command,
+                job_dir=job_dir,
+                timeout=max(1.0, deadline - time.monotonic()),
+                sandbox=rt.sandbox,
+                passed_env=settings.process_env,
+                limits=limits,
+            )
+        except ProcessingError as exc:
+            log.error("failed for good: %s", exc.reason)
+            state = "timed_out" if isinstance(exc, ProcessingTimedOut) else "failed"
+            facts = _facts(
+                push,
+                state,
+                seconds=seconds(),
+                exit_status=exc.exit_status,
+                output=exc.output,
+                reason=exc.reason,
+                job_timeout=settings.job_timeout,
+            )
+            _report(job, reporter, facts, report=exc.report, line_count=lines)
+            raise
+        result["seconds"] = seconds()
+        exit_status = result.get("command", {}).get("exit_status")
+        output = result.get("command", {}).get("output", "")
+        facts = _facts(
+            push, "passed", seconds=result["seconds"], exit_status=exit_status, output=output
+        )
+        result["report"] = _report(job, reporter, facts, report=step_report, line_count=lines)
         return result
 
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ghapp.core.push_job import PushJob
 from ghapp.core.settings import Settings, environment, load_settings
 
 from .github_api import GitHubAPI
+from .reporting import Reporter
 from .sandbox import Sandbox, SandboxUnavailable, choose
 from .tokens import TokenSource, cache_cipher
 
@@ -55,6 +57,19 @@ class Runtime:
             app_id=settings.app_id,
             private_key=settings.private_key,
             cipher=cache_cipher(settings.private_key, settings.token_cache_key),
+        )
+
+    def reporter(self, connection: redis.Redis, push: PushJob, *, job_id: str) -> Reporter:
+        """How ``push``'s job is shown on GitHub (REPORT, CHECK_NAME, PUBLIC_URL)."""
+        settings = self.settings
+        return Reporter(
+            push=push,
+            mode=settings.report,
+            check_name=settings.check_name,
+            connection=connection,
+            api=self.api,
+            tokens=self.tokens(connection),
+            details_url=f"{settings.public_url}/jobs/{job_id}" if settings.public_url else None,
         )
 
 

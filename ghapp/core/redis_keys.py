@@ -54,6 +54,22 @@ def token_lock(installation_id: int, scope: str) -> str:
     return f"{PREFIX}:token-lock:{installation_id}:{scope}"
 
 
+# What was reported on GitHub for one job, kept while GitHub may send a re-run for it.
+REPORT_TTL = 8 * 24 * 3600
+
+
+def report(repository_id: int, delivery_id: str) -> str:
+    """The check run (or status) reporting one delivery's job: its id, and whether completed.
+    A retried or rescheduled job finds its check run here instead of creating another."""
+    return f"{PREFIX}:report:{repository_id}:{delivery_id}"
+
+
+def report_fallback(installation_id: int) -> str:
+    """How an installation's reports go while the App lacks a permission: ``statuses`` (no
+    Checks permission) or ``none`` (neither); set for a while, then tried again."""
+    return f"{PREFIX}:report-fallback:{installation_id}"
+
+
 REDELIVERY_CURSOR = f"{PREFIX}:redelivery:cursor"
 REDELIVERY_LOCK = f"{PREFIX}:redelivery:lock"
 

@@ -13,6 +13,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from ghapp.core.redis_keys import report_fallback
 from ghapp.local import free_port
 from ghapp.simulator.models import MintRecord, RequestRecord
 from tests.conftest import INSTALLATION_ID
@@ -44,7 +45,12 @@ def push(stack: Stack, repo_name: str, installation_id: int | None = None) -> Jo
 
 
 def mints_for(stack: Stack, repository_id: int) -> list[MintRecord]:
-    return [m for m in stack.simulator.issued_tokens if m.repository_ids == (repository_id,)]
+    """The fetch's tokens minted for exactly this repository (reports mint their own)."""
+    return [
+        m
+        for m in stack.simulator.issued_tokens
+        if m.repository_ids == (repository_id,) and "contents" in m.permissions
+    ]
 
 
 def requests_since(stack: Stack, mark: int, method: str, prefix: str) -> list[RequestRecord]:
@@ -86,7 +92,8 @@ def test_token_endpoint_5xx_is_retried_in_place(stack: Stack, fresh_repo_name: s
     assert job.return_value()["status"] == "processed"
     assert len(mints_for(stack, repo.id)) == 1
     posts = requests_since(stack, mark, "POST", TOKEN_PATH)
-    assert [r.status for r in posts] == [502, 502, 201]
+    # The check run's token (retried in place through both 502s), then the fetch's.
+    assert [r.status for r in posts] == [502, 502, 201, 201]
 
 
 def test_short_rate_limit_on_token_endpoint_is_waited_out(stack: Stack, fresh_repo_name: str):
@@ -105,7 +112,7 @@ def test_short_rate_limit_on_token_endpoint_is_waited_out(stack: Stack, fresh_re
     assert job.return_value()["status"] == "processed"  # not rescheduled: waited in place
     assert len(mints_for(stack, repo.id)) == 1
     posts = requests_since(stack, mark, "POST", TOKEN_PATH)
-    assert [r.status for r in posts] == [429, 201]
+    assert [r.status for r in posts] == [429, 201, 201]  # the check run's token, the fetch's
 
 
 def test_long_rate_limit_reschedules_the_push_without_holding_a_worker(
@@ -160,18 +167,24 @@ def test_unknown_installation_fails_at_once(stack: Stack, fresh_repo_name: str):
 
 def test_token_scope_refused_fails_at_once(stack: Stack, fresh_repo_name: str):
     repo = stack.repository(fresh_repo_name)
+    # Refused for the check run's token and the commit status's (the report falls back to
+    # nothing), then for the fetch's.
     stack.simulator.inject_failure(
         "POST",
         TOKEN_PATH,
         422,
-        times=1,
+        times=3,
         body={"message": "The permissions requested are not granted to this installation."},
     )
-    job = push(stack, repo.full_name)
-    text = assert_failed_at_once(job, stack)
-    assert "422" in text, text
-    assert "Contents: read" in text, text
-    assert mints_for(stack, repo.id) == []
+    try:
+        job = push(stack, repo.full_name)
+        text = assert_failed_at_once(job, stack)
+        assert "422" in text, text
+        assert "Contents: read" in text, text
+        assert mints_for(stack, repo.id) == []
+        assert stack.simulator.check_runs(repo.full_name) == []
+    finally:
+        stack.redis.delete(report_fallback(INSTALLATION_ID))
 
 
 def test_suspended_installation_fails_at_once(stack: Stack):
@@ -262,7 +275,9 @@ def test_clock_skew_is_learnt_once_and_reused(stack: Stack, fresh_repo_name: str
         first = push(stack, first_repo.full_name)
         assert first.get_status() == JobStatus.FINISHED, failure_text(first)
         assert len(mints_for(stack, first_repo.id)) == 1
-        assert [r.status for r in requests_since(stack, mark, "POST", TOKEN_PATH)] == [401, 201]
+        # Learnt at the first token (the check run's), then the fetch's is minted at once.
+        posts = requests_since(stack, mark, "POST", TOKEN_PATH)
+        assert [r.status for r in posts] == [401, 201, 201]
         stored = stack.redis.get(CLOCK_OFFSET_KEY)
         assert stored is not None
         assert abs(float(stored) - 3600) <= 120, stored
@@ -272,7 +287,7 @@ def test_clock_skew_is_learnt_once_and_reused(stack: Stack, fresh_repo_name: str
         assert second.get_status() == JobStatus.FINISHED, failure_text(second)
         assert len(mints_for(stack, second_repo.id)) == 1
         # The offset learnt by the first job was used at once: no refused JWT this time.
-        assert [r.status for r in requests_since(stack, mark, "POST", TOKEN_PATH)] == [201]
+        assert [r.status for r in requests_since(stack, mark, "POST", TOKEN_PATH)] == [201, 201]
     finally:
         stack.simulator.clock_offset = 0
         stack.redis.delete(CLOCK_OFFSET_KEY)

@@ -24,7 +24,12 @@ def send_push(stack: Stack, repo_name: str, sha: str, before: str | None = None)
 
 
 def mints_for(stack: Stack, repository_id: int) -> list:
-    return [m for m in stack.simulator.issued_tokens if m.repository_ids == (repository_id,)]
+    """The fetch's tokens minted for exactly this repository (reports mint their own)."""
+    return [
+        m
+        for m in stack.simulator.issued_tokens
+        if m.repository_ids == (repository_id,) and "contents" in m.permissions
+    ]
 
 
 def test_token_is_minted_with_a_valid_jwt_and_the_narrowest_scope(stack: Stack, fresh_repo_name):
@@ -37,6 +42,14 @@ def test_token_is_minted_with_a_valid_jwt_and_the_narrowest_scope(stack: Stack, 
     assert mint.installation_id == INSTALLATION_ID
     # GitHub adds metadata:read to every token; nothing more than contents:read was asked for.
     assert mint.permissions == {"contents": "read", "metadata": "read"}
+    # The check run has a token of its own, that may only write checks.
+    scopes = [
+        m.permissions for m in stack.simulator.issued_tokens if m.repository_ids == (repo.id,)
+    ]
+    assert sorted(scopes, key=str) == [
+        {"checks": "write", "metadata": "read"},
+        {"contents": "read", "metadata": "read"},
+    ]
     claims = mint.jwt_claims
     assert claims["iss"] == APP_ID
     assert isinstance(claims["iss"], str)
@@ -175,6 +188,7 @@ def test_payload_reaches_the_processor_and_is_not_kept_after_success(stack: Stac
         "sha",
         "pushed_at",
         "payload_key",
+        "event",
     }
     assert len(json.dumps(job.kwargs)) < 1000
 

@@ -92,10 +92,16 @@ def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(own_stack: Stack, fre
     assert job.get_status() == "failed"
     assert "failing on purpose" in failure_text(job)
 
-    (mint,) = [m for m in stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
-    token = mint.token.encode()
-    header = base64.b64encode(b"x-access-token:" + token)
-    forms = (token, header)
+    # Every token of the job: the fetch's, and the check run's.
+    mints = [m for m in stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
+    assert len(mints) == 2
+    (fetch_token,) = [m.token.encode() for m in mints if "contents" in m.permissions]
+    header = base64.b64encode(b"x-access-token:" + fetch_token)
+    forms = tuple(
+        form
+        for token in (m.token.encode() for m in mints)
+        for form in (token, base64.b64encode(b"x-access-token:" + token))
+    )
 
     # Logs of the web and worker processes.
     logs = stack.logs().encode()
@@ -138,7 +144,11 @@ def test_the_token_of_a_real_run_is_nowhere_it_must_not_be(own_stack: Stack, fre
     # The token did work: the simulator saw it as git's Basic credential, and only there.
     git_requests = [r for r in stack.simulator.requests if r.path.startswith(f"/{repo.full_name}")]
     assert any(header in str(r.headers).encode() for r in git_requests)
-    assert not any(token in (r.path + "?" + r.query).encode() for r in stack.simulator.requests)
+    assert not any(
+        form in (r.path + "?" + r.query).encode()
+        for r in stack.simulator.requests
+        for form in forms
+    )
 
 
 def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
@@ -155,7 +165,11 @@ def test_cached_tokens_are_encrypted_and_a_damaged_entry_is_a_cache_miss(
         assert wait_job(stack.redis, answer.json()["job_id"]).get_status() == "finished"
 
     def mints() -> list:
-        return [m for m in stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
+        return [
+            m
+            for m in stack.simulator.issued_tokens
+            if m.repository_ids == (repo.id,) and "contents" in m.permissions
+        ]
 
     push()
     (mint,) = mints()
@@ -244,9 +258,10 @@ def test_git_tracing_in_the_worker_environment_does_not_reach_the_fetch(
     answer = own_stack.post(payload)
     assert answer.status_code == 202
     assert wait_job(own_stack.redis, answer.json()["job_id"]).get_status() == "finished"
-    (mint,) = [m for m in own_stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
-    header = base64.b64encode(b"x-access-token:" + mint.token.encode())
+    mints = [m for m in own_stack.simulator.issued_tokens if m.repository_ids == (repo.id,)]
+    assert len(mints) == 2  # the fetch's and the check run's
     logs = own_stack.logs().encode()
-    assert mint.token.encode() not in logs
-    assert header not in logs
+    for mint in mints:
+        assert mint.token.encode() not in logs
+        assert base64.b64encode(b"x-access-token:" + mint.token.encode()) not in logs
     assert b"Authorization" not in logs

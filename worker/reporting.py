@@ -1,0 +1,249 @@
+"""Show a job on GitHub: a check run on the processed commit (or a commit status), created when
+processing starts and completed when it ends.
+
+Reporting never fails the job: GitHub's errors are retried as every call is, and a report that
+still cannot be made is said in the job's result. An App lacking the Checks permission falls back
+to commit statuses, then to nothing, with one warning saying which permission to add. Each call
+uses a token scoped to the repository with only the permission it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis
+
+from ghapp.core import redis_keys
+from ghapp.core.push_job import PushJob
+
+from .check_output import (
+    STATUS_STATES,
+    Verdict,
+    completion_bodies,
+    started_body,
+    status_body,
+)
+from .failures import RateLimited, Transient, waits_in_place
+from .github_api import GitHubAPI, GitHubRefused
+from .tokens import TokenScope, TokenSource
+
+log = logging.getLogger("ghapp.worker.reporting")
+T = TypeVar("T")
+
+MODES = ("checks", "statuses")
+PERMISSION = {"checks": {"checks": "write"}, "statuses": {"statuses": "write"}}
+# How long an installation's reports go by the fallback before the permission is tried again.
+FALLBACK_TTL = 600
+RATE_LIMIT_TRIES = 3
+MISSING = {
+    "checks": (
+        "the App lacks the 'Checks: Read and write' permission, so no check run can be made: "
+        "add it in the App's settings (Permissions & events) and accept it on the installation; "
+        "until then pushes are reported as commit statuses if the App may write them"
+    ),
+    "statuses": (
+        "the App lacks the 'Commit statuses: Read and write' permission, so no commit status "
+        "can be made: add it in the App's settings (Permissions & events), or give it 'Checks: "
+        "Read and write' for check runs; until then nothing is reported on GitHub"
+    ),
+}
+
+
+class NotPermitted(Exception):
+    """The App may not report this way on this installation."""
+
+
+def iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Reporter:
+    """The reports of one job; ``mode`` is REPORT (checks, statuses or none)."""
+
+    push: PushJob
+    mode: str
+    check_name: str
+    connection: redis.Redis
+    api: GitHubAPI
+    tokens: TokenSource
+    details_url: str | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    error: str | None = field(default=None, init=False)
+
+    @property
+    def key(self) -> str:
+        return redis_keys.report(self.push.repository_id, self.push.delivery)
+
+    def started(self) -> None:
+        """Say on GitHub that the push is being processed (once per job, however often it runs,
+        and never after the job's report was completed)."""
+        state = self._state()
+        if state.get("completed") or state.get("check_run_id"):
+            return
+        # A long rate limit here is the job's too (its fetch is next): raised, the job is
+        # rescheduled, nothing processed yet.
+        self._each_mode(self._start, raise_rate_limits=True)
+
+    def finished(self, result: Verdict) -> dict[str, Any]:
+        """Complete the job's report with ``result``; what was reported, for the job's result."""
+        state = self._state()
+        if state.get("completed"):
+            return {"mode": state.get("mode", "none"), "note": "already reported", **state}
+        done = self._each_mode(lambda mode: self._finish(mode, result))
+        return done if done is not None else {"mode": "none", "error": self.error}
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, str]:
+        raw: dict[bytes, bytes] = self.connection.hgetall(self.key)  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def _save(self, **fields: str) -> None:
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.expire(self.key, redis_keys.REPORT_TTL)
+            pipe.execute()
+
+    def _modes(self) -> list[str]:
+        if self.mode not in MODES:
+            return []
+        modes = list(MODES[MODES.index(self.mode) :])
+        fallback = self.connection.get(redis_keys.report_fallback(self.push.installation_id))
+        if fallback:
+            name = fallback.decode() if isinstance(fallback, bytes) else str(fallback)
+            modes = modes[modes.index(name) :] if name in modes else []
+        return modes
+
+    def _each_mode(
+        self, attempt: Callable[[str], T], *, raise_rate_limits: bool = False
+    ) -> T | None:
+        """``attempt(mode)`` in the first mode the App may use; None if none worked."""
+        for mode in self._modes():
+            try:
+                return attempt(mode)
+            except NotPermitted:
+                self._fall_back(mode)
+            except RateLimited as exc:
+                if raise_rate_limits:
+                    raise
+                self.error = f"could not report on GitHub: {exc}"
+                log.warning("%s; the processing's result stands", self.error)
+                return None
+            except (Transient, GitHubRefused) as exc:
+                self.error = f"could not report on GitHub: {exc}"
+                log.warning("%s; the processing's result stands", self.error)
+                return None
+        return None
+
+    def _fall_back(self, mode: str) -> None:
+        following = MODES[MODES.index(mode) + 1 :]
+        after = following[0] if following else "none"
+        key = redis_keys.report_fallback(self.push.installation_id)
+        if self.connection.set(key, after, nx=True, ex=FALLBACK_TTL):
+            log.warning(MISSING[mode])
+        else:
+            self.connection.set(key, after, ex=FALLBACK_TTL)
+        self.error = MISSING[mode]
+
+    def _call(self, mode: str, call: Callable[[str], T]) -> T:
+        """``call(token)`` with a token that may only ``mode``: NotPermitted if the App may not;
+        a short rate limit waited out; a refused token minted afresh once."""
+        scope = TokenScope(repository_ids=(self.push.repository_id,), permissions=PERMISSION[mode])
+        installation = self.push.installation_id
+        refreshed = False
+        tries = 0
+        while True:
+            try:
+                token = self.tokens.token(installation, scope)
+            except GitHubRefused as exc:
+                if exc.status == 422:  # GitHub: "The permissions requested are not granted"
+                    raise NotPermitted(str(exc)) from None
+                raise
+            try:
+                return call(token.value)
+            except GitHubRefused as exc:
+                if exc.status == 403 and "not accessible by integration" in str(exc):
+                    raise NotPermitted(str(exc)) from None
+                if exc.status == 401 and not refreshed:
+                    refreshed = True
+                    self.tokens.forget(installation, scope)
+                    continue
+                raise
+            except RateLimited as exc:
+                tries += 1
+                if not waits_in_place(exc) or tries >= RATE_LIMIT_TRIES:
+                    raise
+                self.sleep(exc.wait)
+
+    def _start(self, mode: str) -> None:
+        push = self.push
+        if mode == "statuses":
+            body = status_body(
+                "pending",
+                context=self.check_name,
+                description_text="processing",
+                target_url=self.details_url,
+            )
+            self._call(mode, lambda t: self.api.create_status(t, push.repository, push.sha, body))
+            self._save(mode=mode)
+            return
+        created = self._call(
+            mode, lambda t: self.api.create_check_run(t, push.repository, self._started_body())
+        )
+        self._save(mode=mode, check_run_id=str(created["id"]), url=str(created.get("html_url")))
+
+    def _started_body(self) -> dict[str, Any]:
+        return started_body(
+            name=self.check_name,
+            sha=self.push.sha,
+            external_id=self.push.delivery,
+            started_at=iso(self.clock()),
+            details_url=self.details_url,
+        )
+
+    def _finish(self, mode: str, result: Verdict) -> dict[str, Any]:
+        push = self.push
+        if mode == "statuses":
+            state = STATUS_STATES[result.conclusion]
+            body = status_body(
+                state,
+                context=self.check_name,
+                description_text=result.title,
+                target_url=self.details_url,
+            )
+            self._call(mode, lambda t: self.api.create_status(t, push.repository, push.sha, body))
+            self._save(mode=mode, completed="1", state=state)
+            return {"mode": mode, "state": state}
+        bodies = list(completion_bodies(result, completed_at=iso(self.clock())))
+        check_run_id = self._state().get("check_run_id")
+        url = self._state().get("url", "")
+        if not check_run_id:
+            first = {**self._started_body(), **bodies.pop(0)}
+            if "conclusion" not in first:
+                first["status"] = "in_progress"
+            created = self._call(
+                mode, lambda t: self.api.create_check_run(t, push.repository, first)
+            )
+            check_run_id, url = str(created["id"]), str(created.get("html_url"))
+            self._save(mode=mode, check_run_id=check_run_id, url=url)
+        for body in bodies:
+            self._call(
+                mode,
+                lambda t, body=body: self.api.update_check_run(  # type: ignore[misc]
+                    t, push.repository, int(check_run_id), body
+                ),
+            )
+        self._save(mode=mode, completed="1", conclusion=result.conclusion)
+        return {
+            "mode": mode,
+            "check_run_id": int(check_run_id),
+            "url": url,
+            "conclusion": result.conclusion,
+        }
