@@ -14,6 +14,7 @@ from ghapp.core.settings import Settings, environment, load_settings
 from .accept import PushQueue
 from .errors import register_error_handlers
 from .health import blueprint
+from .jobs import blueprint as jobs_blueprint
 from .webhook import MAX_BODY, ASGIApp, WebApp, Webhook
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> WebApp:
     connection = connect(settings.redis_url, socket_timeout=2.0)
     flask.extensions["ghapp.redis"] = connection
     flask.register_blueprint(blueprint)
+    flask.register_blueprint(jobs_blueprint)
     register_error_handlers(flask)
     pushes = PushQueue(
         Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout

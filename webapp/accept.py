@@ -42,7 +42,9 @@ MAX_TIED = 8
 ENQUEUE_SCRIPT = Template("""
 -- KEYS: ledger, payload, newest push of the branch, push, job hash, queue list, set of queues
 -- ARGV: job id, pushed_at, before, after, delivery, latest believable pushed_at, now,
---       job data, description, meta
+--       job data, description, meta, "1" for a re-run asked for on GitHub (not a push: it
+--       neither is the branch's newest push nor a duplicate of the push it runs again)
+local rerun = ARGV[11] == "1"
 if redis.call("EXISTS", KEYS[1]) == 1 then
     -- A redelivery: a payload this request stored goes (the accepted job's lives for days).
     local ttl = redis.call("TTL", KEYS[2])
@@ -51,7 +53,7 @@ if redis.call("EXISTS", KEYS[1]) == 1 then
     end
     return 0
 end
-if redis.call("EXISTS", KEYS[4]) == 1 then
+if not rerun and redis.call("EXISTS", KEYS[4]) == 1 then
     -- The same push under a delivery id never accepted: the payload is this delivery's own.
     redis.call("DEL", KEYS[2])
     return 0
@@ -61,7 +63,9 @@ if redis.call("EXISTS", KEYS[2]) == 0 then
     return redis.error_reply("the payload was not stored")
 end
 redis.call("SET", KEYS[1], ARGV[1], "EX", $ledger_ttl)
-redis.call("SET", KEYS[4], ARGV[5], "EX", $ledger_ttl)
+if not rerun then
+    redis.call("SET", KEYS[4], ARGV[5], "EX", $ledger_ttl)
+end
 redis.call("EXPIRE", KEYS[2], $payload_ttl)
 
 -- The branch's newest pushes, stored as "<pushed_at> <before>:<after>:<delivery> ...": one,
@@ -147,7 +151,10 @@ local pushed_at = 0
 if string.match(ARGV[2], "^%d+$$") and #ARGV[2] <= 15 then
     pushed_at = tonumber(ARGV[2])
 end
-local newest = newest_with(redis.pcall("GET", KEYS[3]), pushed_at, {ARGV[3], ARGV[4], ARGV[5]})
+local newest = nil
+if not rerun then
+    newest = newest_with(redis.pcall("GET", KEYS[3]), pushed_at, {ARGV[3], ARGV[4], ARGV[5]})
+end
 if newest then
     redis.call("SET", KEYS[3], newest, "EX", $payload_ttl)
 end
@@ -273,8 +280,9 @@ class PushQueue:
             int(time.time()) + MAX_CLOCK_SKEW,
             utcformat(now()),
             self.dumps((PUSH_JOB, None, (), kwargs)),
-            f"push {push.repository} {push.ref} {push.sha[:12]}",
+            f"{'re-run' if push.rerun else 'push'} {push.repository} {push.ref} {push.sha[:12]}",
             self.dumps({"delivery": push.delivery}),
+            "1" if push.rerun else "0",
         )
         store = ("SET", payload_key, payload_json, "NX", "EX", PAYLOAD_GRACE)
         run = ("EVALSHA", self.script.sha, len(script_keys), *script_keys, *script_args)

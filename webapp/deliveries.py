@@ -34,6 +34,9 @@ BAD_REF_RE = re.compile(r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock(/|\Z)
 # would forge log lines, and no GitHub name, ref or URL has one.
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HANDLED_INFO_EVENTS = ("installation", "installation_repositories")
+# Events whose "rerequested" action is GitHub's "Re-run" (a check run) and "Re-run all checks"
+# (a check suite): the object in the payload that names the commit.
+RERUN_EVENTS = {"check_run": "check_run", "check_suite": "check_suite"}
 MAX_ID = 2**63  # ids are stored as Redis integers
 # How far ahead of our clock a push's ``pushed_at`` may be: GitHub's clock and ours differ by
 # seconds, and a push dated later would keep every push of its branch superseded until then.
@@ -205,6 +208,18 @@ def branch_matches(branch: str, patterns: Iterable[str]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(branch, p) for p in patterns)
 
 
+def _repository(payload: Mapping[str, Any]) -> tuple[int, str, str]:
+    """The payload's repository: id, ``owner/name`` and its http(s) clone URL."""
+    repository_id = _positive_int(_get(payload, "repository", "id"), "repository.id")
+    full_name = _text(_get(payload, "repository", "full_name"), "repository.full_name", 200)
+    if full_name.count("/") != 1:
+        raise BadRequest("repository.full_name is not 'owner/name'")
+    clone_url = _text(_get(payload, "repository", "clone_url"), "repository.clone_url", 2048)
+    if not clone_url.startswith(("https://", "http://")):
+        raise BadRequest("repository.clone_url is not an http(s) URL")
+    return repository_id, full_name, clone_url
+
+
 def classify_push(
     payload: Mapping[str, Any],
     delivery: str,
@@ -232,13 +247,7 @@ def classify_push(
     branch = ref[len("refs/heads/") :]
     if not branch_matches(branch, push_branches):
         return Ignored(f"branch {branch} does not match PUSH_BRANCHES")
-    repository_id = _positive_int(_get(payload, "repository", "id"), "repository.id")
-    full_name = _text(_get(payload, "repository", "full_name"), "repository.full_name", 200)
-    if full_name.count("/") != 1:
-        raise BadRequest("repository.full_name is not 'owner/name'")
-    clone_url = _text(_get(payload, "repository", "clone_url"), "repository.clone_url", 2048)
-    if not clone_url.startswith(("https://", "http://")):
-        raise BadRequest("repository.clone_url is not an http(s) URL")
+    repository_id, full_name, clone_url = _repository(payload)
     return PushJob(
         pushed_at=_pushed_at(_get(payload, "repository", "pushed_at"), received_at),
         delivery=delivery,
@@ -249,6 +258,56 @@ def classify_push(
         ref=ref,
         before=before,
         sha=after,
+    )
+
+
+def classify_rerun(
+    event: str,
+    payload: Mapping[str, Any],
+    delivery: str,
+    app: str,
+    push_branches: Iterable[str] = (),
+) -> PushJob | Ignored:
+    """A re-run asked for on GitHub ("Re-run" on a check run of App ``app``, "Re-run all checks"
+    on its check suite): a job for that commit of that branch; anything else is ignored."""
+    kind = RERUN_EVENTS[event]
+    action = payload.get("action")
+    if action != "rerequested":
+        action_name = action if isinstance(action, str) and _is_text(action) else "?"
+        return Ignored(f"{event} {action_name[:40]} is not a re-run")
+    subject = payload.get(kind)
+    if not isinstance(subject, dict):
+        raise BadRequest(f"{event} payload has no '{kind}' object")
+    owner = _get(subject, "app", "id")
+    if app == "-":
+        return Ignored(f"{event} re-run: GITHUB_APP_ID is not set, so whose it is is unknown")
+    if str(owner) != app or isinstance(owner, bool):
+        return Ignored(f"{event} re-run for another App")
+    sha = subject.get("head_sha")
+    if not isinstance(sha, str) or not SHA_RE.fullmatch(sha):
+        raise BadRequest(f"{kind}.head_sha is not a 40-character commit sha")
+    suite = subject if kind == "check_suite" else subject.get("check_suite")
+    branch = _get(suite, "head_branch")
+    if branch is None:
+        return Ignored(f"{event} re-run names no branch (head_branch is null)")
+    branch = _text(branch, f"{kind} head_branch", 1000)
+    ref = f"refs/heads/{branch}"
+    if BAD_REF_RE.search(ref):
+        raise BadRequest(f"{kind} head_branch is not a valid git branch name")
+    if not branch_matches(branch, push_branches):
+        return Ignored(f"branch {branch} does not match PUSH_BRANCHES")
+    installation_id = installation_id_of(payload)
+    repository_id, full_name, clone_url = _repository(payload)
+    return PushJob(
+        delivery=delivery,
+        installation_id=installation_id,
+        repository_id=repository_id,
+        repository=full_name,
+        clone_url=clone_url,
+        ref=ref,
+        before=ZERO_SHA,
+        sha=sha,
+        event=event,
     )
 
 
@@ -323,6 +382,9 @@ def read_delivery(
         outcome = classify_push(payload, delivery, push_branches, received_at=received_at)
     elif event in HANDLED_INFO_EVENTS:
         outcome = classify_installation(event, payload)
+    elif event in RERUN_EVENTS:
+        app = ledger_app(app_id, target)
+        outcome = classify_rerun(event, payload, delivery, app, push_branches)
     elif event == "ping":
         outcome = Ignored("ping")
     else:
