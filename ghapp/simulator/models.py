@@ -91,3 +91,54 @@ class HookDelivery:
     request_headers: dict[str, str] = field(default_factory=dict, repr=False)
     response_headers: dict[str, str] = field(default_factory=dict, repr=False)
     response_body: str = field(default="", repr=False)
+
+
+@dataclass
+class CheckSuite:
+    """The App's check suite for one commit of one repository (GitHub makes one per head sha
+    and App the first time a check run is created for it)."""
+
+    id: int
+    repository_id: int
+    head_sha: str
+    head_branch: str | None
+    before: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class CheckRun:
+    """One check run as stored; times are ISO 8601 strings as the API shows them."""
+
+    id: int
+    repository_id: int
+    check_suite_id: int
+    head_sha: str
+    name: str
+    status: str
+    conclusion: str | None
+    external_id: str
+    details_url: str | None
+    started_at: str | None
+    completed_at: str | None
+    output_title: str | None
+    output_summary: str | None
+    output_text: str | None
+    annotations: list[dict[str, Any]]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """One commit status posted to a sha (GitHub keeps every one; the latest per context
+    counts in the combined status)."""
+
+    id: int
+    repository_id: int
+    sha: str
+    state: str
+    description: str | None
+    target_url: str | None
+    context: str
+    created_at: float

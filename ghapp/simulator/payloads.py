@@ -1,8 +1,9 @@
-"""Webhook event payloads (``push``) shaped like the ones GitHub delivers."""
+"""Webhook event payloads (``push``) and the objects they embed, shaped like GitHub's."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,16 @@ from ghapp.simulator.models import Repository
 from ghapp.simulator.repositories import AUTHOR_EMAIL, AUTHOR_LOGIN, ZERO_SHA, CommitInfo
 
 SENDER_ID = 583231  # the Octocat's user id on github.com
+APP_SLUG = "ghapp-simulated-app"
+APP_NAME = "ghapp simulated app"
+
+
+@dataclass(frozen=True)
+class Links:
+    """The bases of the URLs that API answers and payloads embed."""
+
+    html_url: str  # e.g. http://127.0.0.1:PORT
+    api_url: str  # e.g. http://127.0.0.1:PORT/api/v3
 
 
 def node_id(kind: str, number: int) -> str:
@@ -231,6 +242,40 @@ def user_payload(
         "user_view_type": "public",
         "site_admin": False,
     }
+
+
+APP_CREATED_AT = 1_700_000_000  # when the simulated App was "registered"
+
+
+def app_payload(
+    app_id: str | int, permissions: dict[str, str], links: Links, created_at: int = APP_CREATED_AT
+) -> dict[str, Any]:
+    """The simulated GitHub App as check runs and suites embed it (``app``)."""
+    number = int(app_id) if str(app_id).isdigit() else app_id
+    return {
+        "id": number,
+        "client_id": f"Iv1.sim{app_id}",
+        "slug": APP_SLUG,
+        "node_id": node_id("App", int(number) if isinstance(number, int) else 0),
+        "owner": user_payload(AUTHOR_LOGIN, SENDER_ID, "User", links.html_url, links.api_url),
+        "name": APP_NAME,
+        "description": "",
+        "external_url": f"{links.html_url}/apps/{APP_SLUG}",
+        "html_url": f"{links.html_url}/apps/{APP_SLUG}",
+        "created_at": _iso(created_at),
+        "updated_at": _iso(created_at),
+        "permissions": dict(permissions),
+        "events": ["check_run", "check_suite", "push"],
+    }
+
+
+def installation_payload(installation_id: int) -> dict[str, Any]:
+    return {"id": installation_id, "node_id": node_id("Installation", installation_id)}
+
+
+def iso(timestamp: float) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, as GitHub writes times."""
+    return _iso(int(timestamp))
 
 
 def _avatar(account_id: int) -> str:

@@ -3,12 +3,16 @@ webhook deliveries, and the simulated clock."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 
 from ghapp.simulator.clock import SimClock
 from ghapp.simulator.models import (
+    CheckRun,
+    CheckSuite,
+    CommitStatus,
     HookDelivery,
     InjectedFailure,
     Installation,
@@ -20,6 +24,9 @@ from ghapp.simulator.models import (
 FIRST_REPOSITORY_ID = 1000
 FIRST_ACCOUNT_ID = 9000
 FIRST_DELIVERY_ID = 50000
+FIRST_CHECK_RUN_ID = 1_000_000
+FIRST_CHECK_SUITE_ID = 800_000_000  # far from the check run ids: one is never taken for the other
+FIRST_STATUS_ID = 30_000_000
 # What the simulated App was granted when installed; tokens get at most these.
 DEFAULT_APP_PERMISSIONS = {
     "contents": "read",
@@ -48,6 +55,12 @@ class Registry:
         self._redelivery_requests: list[int] = []
         self._next_delivery_id = FIRST_DELIVERY_ID
         self._app_permissions = dict(DEFAULT_APP_PERMISSIONS)
+        self._check_suites: dict[int, CheckSuite] = {}
+        self._check_runs: dict[int, CheckRun] = {}
+        self._statuses: list[CommitStatus] = []
+        self._next_check_suite_id = FIRST_CHECK_SUITE_ID
+        self._next_check_run_id = FIRST_CHECK_RUN_ID
+        self._next_status_id = FIRST_STATUS_ID
 
     # The App ------------------------------------------------------------------------------
 
@@ -177,6 +190,89 @@ class Registry:
         with self._lock:
             return list(self._redelivery_requests)
 
+    # Checks and commit statuses ---------------------------------------------------------
+
+    def find_check_suite(
+        self, repository_id: int, head_sha: str, head_branch: str | None = None
+    ) -> CheckSuite | None:
+        """The App's suite for ``head_sha`` in the repository, if any; ``head_branch``, if
+        given, renames its branch first."""
+        with self._lock:
+            suite = self._find_suite_locked(repository_id, head_sha)
+            if suite is None:
+                return None
+            if head_branch is not None:
+                suite.head_branch = head_branch
+            return copy.deepcopy(suite)
+
+    def check_suite_for(
+        self, repository_id: int, head_sha: str, build: Callable[[int], CheckSuite]
+    ) -> CheckSuite:
+        """The App's suite for ``head_sha`` in the repository, built with the next suite id
+        if there is none yet (GitHub keeps one suite per App and head sha)."""
+        with self._lock:
+            suite = self._find_suite_locked(repository_id, head_sha)
+            if suite is None:
+                suite = build(self._next_check_suite_id)
+                self._check_suites[suite.id] = suite
+                self._next_check_suite_id += 1
+            return copy.deepcopy(suite)
+
+    def check_suite(self, suite_id: int) -> CheckSuite | None:
+        with self._lock:
+            suite = self._check_suites.get(suite_id)
+            return copy.deepcopy(suite) if suite is not None else None
+
+    def add_check_run(self, build: Callable[[int], CheckRun]) -> CheckRun:
+        """Reserve the next check run id, build the run with it and store it."""
+        with self._lock:
+            run = build(self._next_check_run_id)
+            self._check_runs[run.id] = run
+            self._next_check_run_id += 1
+            self._touch_suite_locked(run.check_suite_id)
+            return copy.deepcopy(run)
+
+    def update_check_run(
+        self, repository_id: int, run_id: int, change: Callable[[CheckRun], None]
+    ) -> CheckRun | None:
+        """Apply ``change`` to the stored run (None if the repository has no such run)."""
+        with self._lock:
+            run = self._check_runs.get(run_id)
+            if run is None or run.repository_id != repository_id:
+                return None
+            change(run)
+            self._touch_suite_locked(run.check_suite_id)
+            return copy.deepcopy(run)
+
+    def check_run(self, repository_id: int, run_id: int) -> CheckRun | None:
+        with self._lock:
+            run = self._check_runs.get(run_id)
+            if run is None or run.repository_id != repository_id:
+                return None
+            return copy.deepcopy(run)
+
+    def check_runs(self, repository_id: int, head_sha: str | None = None) -> list[CheckRun]:
+        """The repository's check runs (of ``head_sha`` if given), oldest first."""
+        with self._lock:
+            return [
+                copy.deepcopy(run)
+                for run in sorted(self._check_runs.values(), key=lambda r: r.id)
+                if run.repository_id == repository_id
+                and (head_sha is None or run.head_sha == head_sha)
+            ]
+
+    def add_status(self, build: Callable[[int], CommitStatus]) -> CommitStatus:
+        with self._lock:
+            status = build(self._next_status_id)
+            self._statuses.append(status)
+            self._next_status_id += 1
+            return status
+
+    def statuses(self, repository_id: int, sha: str) -> list[CommitStatus]:
+        """The statuses posted to ``sha`` in the repository, oldest first."""
+        with self._lock:
+            return [s for s in self._statuses if s.repository_id == repository_id and s.sha == sha]
+
     # Internals ---------------------------------------------------------------------------
 
     def _account_id_locked(self, login: str) -> int:
@@ -184,6 +280,21 @@ class Registry:
         if key not in self._account_ids:
             self._account_ids[key] = FIRST_ACCOUNT_ID + len(self._account_ids)
         return self._account_ids[key]
+
+    def _find_suite_locked(self, repository_id: int, head_sha: str) -> CheckSuite | None:
+        return next(
+            (
+                s
+                for s in self._check_suites.values()
+                if s.repository_id == repository_id and s.head_sha == head_sha
+            ),
+            None,
+        )
+
+    def _touch_suite_locked(self, suite_id: int) -> None:
+        suite = self._check_suites.get(suite_id)
+        if suite is not None:
+            suite.updated_at = self.clock.now()
 
     def _require_installation_locked(self, installation_id: int) -> Installation:
         try:

@@ -92,6 +92,17 @@ def resolve(git_dir: Path, revision: str) -> str | None:
     return sha or None
 
 
+def branches_at(git_dir: Path, sha: str) -> list[str]:
+    """The names of the branches whose tip is ``sha``, sorted."""
+    out = run_git(git_dir, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
+    prefix = "refs/heads/"
+    return sorted(
+        ref[len(prefix) :]
+        for tip, _, ref in (line.partition(" ") for line in out.decode().splitlines())
+        if tip == sha and ref.startswith(prefix)
+    )
+
+
 def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
     proc = subprocess.run(
         ["git", f"--git-dir={git_dir}", "merge-base", "--is-ancestor", ancestor, descendant],

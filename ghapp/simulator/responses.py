@@ -40,3 +40,15 @@ def error_response(
 
 def not_found() -> Response:
     return error_response(404, "Not Found")
+
+
+def validation_failed(resource: str, field: str, code: str, message: str | None = None) -> Response:
+    """422 ``Validation Failed`` with one entry in ``errors``, as GitHub's models answer
+    (``code`` is ``missing_field``, ``invalid`` or ``custom``; ``custom`` carries a message)."""
+    error: dict[str, Any] = {"resource": resource, "code": code, "field": field}
+    if message is not None:
+        error["message"] = message
+    return json_response(
+        422,
+        {"message": "Validation Failed", "errors": [error], "documentation_url": DOCUMENTATION_URL},
+    )

@@ -18,15 +18,17 @@ from ghapp.simulator.clock import SimClock
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.installation_auth import LEVELS
 from ghapp.simulator.models import (
+    CheckRun,
     HookDelivery,
     InjectedFailure,
     MintRecord,
     Repository,
     RequestRecord,
 )
-from ghapp.simulator.payloads import push_event
+from ghapp.simulator.payloads import Links, push_event
 from ghapp.simulator.registry import Registry
 from ghapp.simulator.repositories import ZERO_SHA
+from ghapp.simulator.statuses import status_json
 from ghapp.simulator.webhooks import WebhookSender
 from ghapp.simulator.wsgi import API_PREFIX, SimulatorApp
 
@@ -366,7 +368,72 @@ class GitHubSimulator:
             pushed_at=int(self._registry.clock.now()),
         )
 
+    # Checks and commit statuses ---------------------------------------------------------
+
+    def check_runs(self, full_name: str, sha: str | None = None) -> list[dict[str, Any]]:
+        """The repository's check runs (of commit ``sha`` if given), oldest first, as the
+        REST API shows them."""
+        repo = self.repository(full_name)
+        head_sha = None if sha is None else _full_sha(repo, sha)
+        links = self._links()
+        return [
+            self._app.checks.run_json(run, repo, links)
+            for run in self._registry.check_runs(repo.id, head_sha)
+        ]
+
+    def check_run_annotations(self, full_name: str, check_run_id: int) -> list[dict[str, Any]]:
+        """Every annotation of the check run, in the order they were sent."""
+        return self._check_run(full_name, check_run_id).annotations
+
+    def statuses(self, full_name: str, sha: str) -> list[dict[str, Any]]:
+        """The commit statuses posted to ``sha``, oldest first, as the REST API shows them."""
+        repo = self.repository(full_name)
+        links = self._links()
+        return [
+            status_json(status, repo, links)
+            for status in self._registry.statuses(repo.id, _full_sha(repo, sha))
+        ]
+
+    def check_run_payload(
+        self,
+        full_name: str,
+        check_run_id: int,
+        action: str = "rerequested",
+        app_id: str | int | None = None,
+    ) -> dict[str, Any]:
+        """A ``check_run`` event body (``created``, ``completed``, ``rerequested``,
+        ``requested_action``) for a stored check run; ``app_id`` replaces the App's id in it,
+        as if another App owned the run."""
+        repo = self.repository(full_name)
+        run = self._check_run(full_name, check_run_id)
+        return self._app.checks.check_run_event(run, repo, action, self._links(), app_id)
+
+    def check_suite_payload(
+        self,
+        full_name: str,
+        head_sha: str,
+        action: str = "rerequested",
+        branch: str | None = None,
+        app_id: str | int | None = None,
+    ) -> dict[str, Any]:
+        """A ``check_suite`` event body (``requested``, ``rerequested``, ``completed``) for the
+        App's suite of ``head_sha``, created if missing; ``branch`` names its head branch (by
+        default the branch whose tip it is, else the default branch); ``app_id`` replaces the
+        App's id, as if another App owned the suite."""
+        repo = self.repository(full_name)
+        suite = self._app.checks.suite(repo, _full_sha(repo, head_sha), branch)
+        return self._app.checks.check_suite_event(suite, repo, action, self._links(), app_id)
+
     # Internals ---------------------------------------------------------------------------
+
+    def _links(self) -> Links:
+        return Links(html_url=self.url, api_url=self.api_url)
+
+    def _check_run(self, full_name: str, check_run_id: int) -> CheckRun:
+        run = self._registry.check_run(self.repository(full_name).id, check_run_id)
+        if run is None:
+            raise KeyError(f"{full_name} has no check run {check_run_id}")
+        return run
 
     def _commit_lock(self, repo: Repository) -> threading.Lock:
         with self._locks_guard:

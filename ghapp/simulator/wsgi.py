@@ -11,11 +11,14 @@ from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator.api import mint_access_token
 from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.checks import ChecksApi
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.hook_api import get_delivery, list_deliveries, redeliver
 from ghapp.simulator.models import RequestRecord
+from ghapp.simulator.payloads import Links
 from ghapp.simulator.registry import Registry
 from ghapp.simulator.responses import error_response, json_response, not_found
+from ghapp.simulator.statuses import StatusesApi
 from ghapp.simulator.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
@@ -25,11 +28,19 @@ _ACCESS_TOKENS = re.compile(r"^(?:/api/v3)?/app/installations/(?P<id>\d+)/access
 _DELIVERIES = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/?$")
 _DELIVERY = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/?$")
 _ATTEMPTS = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/attempts/?$")
+_REPO = r"^(?:/api/v3)?/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
+_CHECK_RUNS = re.compile(_REPO + r"/check-runs/?$")
+_CHECK_RUN = re.compile(_REPO + r"/check-runs/(?P<run_id>\d+)/?$")
+_ANNOTATIONS = re.compile(_REPO + r"/check-runs/(?P<run_id>\d+)/annotations/?$")
+_REF_CHECK_RUNS = re.compile(_REPO + r"/commits/(?P<ref>.+?)/check-runs/?$")
+_STATUSES = re.compile(_REPO + r"/statuses/(?P<sha>[^/]+)/?$")
+_COMBINED_STATUS = re.compile(_REPO + r"/commits/(?P<ref>.+?)/status/?$")
 _GIT = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)(?:\.git)?/"
     r"(?P<service>info/refs|git-upload-pack|git-receive-pack)$"
 )
 StartResponse = Callable[..., Any]
+_Route = tuple[re.Pattern[str], str, Callable[..., Response]]
 
 
 class SimulatorApp:
@@ -46,6 +57,18 @@ class SimulatorApp:
         self._verifier = verifier
         self._git = git_backend
         self._webhooks = webhooks
+        self.checks = ChecksApi(registry, verifier.app_id)
+        self.statuses = StatusesApi(registry)
+        # (path, method, handler called with the request, the Links and the path's groups)
+        self._repository_routes: tuple[_Route, ...] = (
+            (_CHECK_RUNS, "POST", self.checks.create),
+            (_CHECK_RUN, "PATCH", self.checks.update),
+            (_CHECK_RUN, "GET", self.checks.get),
+            (_ANNOTATIONS, "GET", self.checks.annotations),
+            (_REF_CHECK_RUNS, "GET", self.checks.list_for_ref),
+            (_STATUSES, "POST", self.statuses.create),
+            (_COMBINED_STATUS, "GET", self.statuses.combined),
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -91,11 +114,26 @@ class SimulatorApp:
         hooks = self._route_hooks(request, path)
         if hooks is not None:
             return hooks(environ, start_response)
+        repo_api = self._route_repository_api(request, path)
+        if repo_api is not None:
+            return repo_api(environ, start_response)
         match = _GIT.match(path)
         if match and request.method in ("GET", "POST"):
             full_name = f"{match['owner']}/{match['name']}"
             return self._git(environ, start_response, full_name, match["service"])
         return not_found()(environ, start_response)
+
+    def _route_repository_api(self, request: Request, path: str) -> Response | None:
+        """The Checks and commit statuses endpoints under ``/repos/{owner}/{repo}``."""
+        if not path.startswith(("/repos/", API_PREFIX + "/repos/")):
+            return None
+        html_url = request.host_url.rstrip("/")
+        links = Links(html_url=html_url, api_url=html_url + API_PREFIX)
+        for pattern, method, handle in self._repository_routes:
+            match = pattern.match(path)
+            if match and request.method == method:
+                return handle(request, links, **match.groupdict())
+        return None
 
     def _route_hooks(self, request: Request, path: str) -> Response | None:
         registry, verifier = self._registry, self._verifier
