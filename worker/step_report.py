@@ -166,8 +166,8 @@ def read_result_file(path: Path) -> StepReport:
         return StepReport(
             problems=(f"GHAPP_RESULT_PATH could not be read ({exc.strerror}): ignored",)
         )
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return StepReport(problems=("GHAPP_RESULT_PATH is not a regular file: ignored",))
         if info.st_size > MAX_FILE_BYTES:
@@ -177,7 +177,9 @@ def read_result_file(path: Path) -> StepReport:
                     f"{MAX_FILE_BYTES} read: ignored",
                 )
             )
-        data = file.read(MAX_FILE_BYTES + 1)
+        data = _read_up_to(fd, MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(data) > MAX_FILE_BYTES:
         return StepReport(problems=("GHAPP_RESULT_PATH grew past the bytes read: ignored",))
     return parse_result(data)
@@ -204,10 +206,24 @@ def line_counter(checkout: Path) -> Callable[[str], int | None]:
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            data = file.read(MAX_COUNTED_BYTES)
+            data = _read_up_to(fd, MAX_COUNTED_BYTES)
+        finally:
+            os.close(fd)
         return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
     return count
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -528,3 +528,102 @@ def test_wrong_app_check_comes_after_the_signature() -> None:
 )
 def test_the_ledger_is_keyed_by_the_app_decided_here(app_id, target, expected) -> None:
     assert ledger_app(app_id, target) == expected
+
+
+# --- re-runs asked for on GitHub --------------------------------------------------------------
+
+
+def check_run_payload(action: str = "rerequested", app_id: Any = 4242, **suite: Any) -> dict:
+    return {
+        "action": action,
+        "check_run": {
+            "id": 5,
+            "head_sha": SHA,
+            "app": {"id": app_id},
+            "check_suite": {"id": 3, "head_branch": "main", "head_sha": SHA, **suite},
+        },
+        "installation": {"id": 7},
+        "repository": push_payload()["repository"],
+    }
+
+
+def check_suite_payload(action: str = "rerequested", app_id: Any = 4242, **suite: Any) -> dict:
+    return {
+        "action": action,
+        "check_suite": {
+            "id": 3,
+            "head_branch": "main",
+            "head_sha": SHA,
+            "app": {"id": app_id},
+            **suite,
+        },
+        "installation": {"id": 7},
+        "repository": push_payload()["repository"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [("check_run", check_run_payload()), ("check_suite", check_suite_payload())],
+)
+def test_a_re_run_of_this_apps_check_is_a_job_for_that_commit_and_branch(event, payload) -> None:
+    headers, body = signed(event, payload)
+    delivery = read_delivery(headers, body, secrets=[SECRET], app_id="4242")
+    job = delivery.outcome
+    assert isinstance(job, PushJob)
+    assert (job.sha, job.ref, job.event, job.rerun) == (SHA, "refs/heads/main", event, True)
+    assert (job.repository_id, job.repository, job.installation_id) == (99, "octo-org/hello", 7)
+    assert job.delivery == DELIVERY
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "reason"),
+    [
+        ("check_run", check_run_payload(app_id=1), "another App"),
+        ("check_suite", check_suite_payload(app_id="1"), "another App"),
+        ("check_suite", check_suite_payload(action="requested"), "not a re-run"),
+        ("check_run", check_run_payload(action="completed"), "not a re-run"),
+        ("check_run", check_run_payload(head_branch=None), "names no branch"),
+        ("check_suite", check_suite_payload(head_branch="dev"), "PUSH_BRANCHES"),
+    ],
+)
+def test_what_is_not_a_re_run_of_this_app_is_ignored(event, payload, reason) -> None:
+    headers, body = signed(event, payload)
+    delivery = read_delivery(headers, body, secrets=[SECRET], app_id="4242", push_branches=["main"])
+    assert isinstance(delivery.outcome, Ignored)
+    assert reason in delivery.outcome.reason
+
+
+def test_a_re_run_is_judged_by_the_hooks_app_when_no_app_id_is_set() -> None:
+    target = {"X-GitHub-Hook-Installation-Target-ID": "4242"}
+    headers, body = signed("check_run", check_run_payload(), **target)
+    assert isinstance(read_delivery(headers, body, secrets=[SECRET]).outcome, PushJob)
+    headers, body = signed("check_run", check_run_payload())
+    outcome = read_delivery(headers, body, secrets=[SECRET]).outcome
+    assert isinstance(outcome, Ignored)
+    assert "GITHUB_APP_ID" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        check_run_payload(head_branch="bad..branch"),
+        check_run_payload(head_branch="line\nbreak"),
+        {**check_run_payload(), "check_run": "x"},
+        {**check_suite_payload(), "repository": {"id": 1}},
+        {**check_suite_payload(), "installation": {}},
+    ],
+)
+def test_a_malformed_re_run_is_400(payload) -> None:
+    event = "check_run" if isinstance(payload.get("check_run"), (dict, str)) else "check_suite"
+    headers, body = signed(event, payload)
+    with pytest.raises(BadRequest):
+        read_delivery(headers, body, secrets=[SECRET], app_id="4242")
+
+
+def test_a_re_run_whose_sha_is_not_a_sha_is_400() -> None:
+    payload = check_suite_payload()
+    payload["check_suite"]["head_sha"] = "HEAD"
+    headers, body = signed("check_suite", payload)
+    with pytest.raises(BadRequest, match="head_sha"):
+        read_delivery(headers, body, secrets=[SECRET], app_id="4242")
