@@ -82,9 +82,8 @@ def run_push(push: PushJob) -> dict[str, Any]:
     except Transient as exc:
         _end_unless_retried(job, push, reporter, exc)
         raise
-    except JobTimeoutException:
-        log.error("ran past JOB_TIMEOUT (%s s) and was stopped", settings.job_timeout)
-        _report(job, reporter, _facts(push, "timed_out", job_timeout=settings.job_timeout))
+    except JobTimeoutException as exc:
+        _end_unless_retried(job, push, reporter, exc, state="timed_out")
         raise
     _drop_payload(job, push)
     if newer:
@@ -118,12 +117,16 @@ def _report(job: Job, reporter: Reporter, facts: Facts, **kwargs: Any) -> dict[s
     return report
 
 
-def _end_unless_retried(job: Job, push: PushJob, reporter: Reporter, exc: Exception) -> None:
+def _end_unless_retried(
+    job: Job, push: PushJob, reporter: Reporter, exc: Exception, *, state: str = "cancelled"
+) -> None:
     """A job RQ runs again keeps its check run in progress; one that failed for good ends it."""
     if job.retries_left:
         return
-    log.error("failed for good: %s", exc)
-    _report(job, reporter, _facts(push, "cancelled", reason=str(exc).splitlines()[0]))
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    log.error("failed for good: %s", reason)
+    job_timeout = runtime.current().settings.job_timeout
+    _report(job, reporter, _facts(push, state, reason=reason, job_timeout=job_timeout))
 
 
 def _drop_payload(job: Job, push: PushJob) -> None:

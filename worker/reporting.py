@@ -58,6 +58,15 @@ class NotPermitted(Exception):
     """The App may not report this way on this installation."""
 
 
+class TokenUnavailable(Exception):
+    """GitHub gave no token (unreachable, rate limited, failing): the job's own token, for its
+    fetch, would fail the same way, so a job that has not started is better tried later."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -87,9 +96,9 @@ class Reporter:
         state = self._state()
         if state.get("completed") or state.get("check_run_id"):
             return
-        # A long rate limit here is the job's too (its fetch is next): raised, the job is
-        # rescheduled, nothing processed yet.
-        self._each_mode(self._start, raise_rate_limits=True)
+        # GitHub giving no token now gives none to the fetch either: raised, the job is tried
+        # later (a long rate limit reschedules it), with nothing processed yet.
+        self._each_mode(self._start, raise_token_failures=True)
 
     def finished(self, result: Verdict) -> dict[str, Any]:
         """Complete the job's report with ``result``; what was reported, for the job's result."""
@@ -122,7 +131,7 @@ class Reporter:
         return modes
 
     def _each_mode(
-        self, attempt: Callable[[str], T], *, raise_rate_limits: bool = False
+        self, attempt: Callable[[str], T], *, raise_token_failures: bool = False
     ) -> T | None:
         """``attempt(mode)`` in the first mode the App may use; None if none worked."""
         for mode in self._modes():
@@ -130,9 +139,9 @@ class Reporter:
                 return attempt(mode)
             except NotPermitted:
                 self._fall_back(mode)
-            except RateLimited as exc:
-                if raise_rate_limits:
-                    raise
+            except TokenUnavailable as exc:
+                if raise_token_failures:
+                    raise exc.cause from None
                 self.error = f"could not report on GitHub: {exc}"
                 log.warning("%s; the processing's result stands", self.error)
                 return None
@@ -166,6 +175,8 @@ class Reporter:
                 if exc.status == 422:  # GitHub: "The permissions requested are not granted"
                     raise NotPermitted(str(exc)) from None
                 raise
+            except Transient as exc:
+                raise TokenUnavailable(exc) from None
             try:
                 return call(token.value)
             except GitHubRefused as exc:

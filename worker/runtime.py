@@ -15,18 +15,21 @@ import redis
 from ghapp.core.push_job import PushJob
 from ghapp.core.settings import Settings, environment, load_settings
 
-from .github_api import GitHubAPI
+from .github_api import GitHubAPI, session
 from .reporting import Reporter
 from .sandbox import Sandbox, SandboxUnavailable, choose
 from .tokens import TokenSource, cache_cipher
 
 log = logging.getLogger("ghapp.worker")
+# Retries of a failed report call (GitHub's 5xx, connection errors): about 2 s in all.
+REPORT_RETRIES = 2
 
 
 @dataclass
 class Runtime:
     settings: Settings
     api: GitHubAPI = field(init=False)
+    report_api: GitHubAPI = field(init=False)
     # The processing command's sandbox; None with SANDBOX=none or when it cannot run here
     # (then ``sandbox_error`` says why, and jobs with a PROCESS_COMMAND fail with it).
     sandbox: Sandbox | None = field(init=False, default=None)
@@ -34,6 +37,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.api = GitHubAPI(self.settings.api_url)
+        # Reports retry less: a check run GitHub fails to take must not hold the job for long.
+        self.report_api = GitHubAPI(self.settings.api_url, session(REPORT_RETRIES))
         settings = self.settings
         if not settings.process_command:
             return
@@ -67,7 +72,7 @@ class Runtime:
             mode=settings.report,
             check_name=settings.check_name,
             connection=connection,
-            api=self.api,
+            api=self.report_api,
             tokens=self.tokens(connection),
             details_url=f"{settings.public_url}/jobs/{job_id}" if settings.public_url else None,
         )

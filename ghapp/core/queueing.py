@@ -5,8 +5,8 @@ from __future__ import annotations
 from rq import Retry
 
 # The job stops its own work at JOB_TIMEOUT; RQ's hard stop comes this much later, leaving time
-# to kill the processing command and remove the checkout.
-CLEANUP_SECONDS = 10
+# to kill the processing command, remove the checkout and complete the check run.
+CLEANUP_SECONDS = 20
 # Transient failures (GitHub or git unreachable, a worker killed mid-job) are tried again after
 # these many seconds; permanent ones fail at once (the job sets its retries left to zero). The
 # first retry is immediate: it must not wait for RQ's scheduler, whose lock a killed worker may

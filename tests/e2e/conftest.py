@@ -123,6 +123,7 @@ def start_stack(
         "REDIS_URL": redis_url,
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "PROCESS_COMMAND": PROCESS_COMMAND,
         "PROCESSOR": "tests.e2e.processors:record",
         "PUSH_BRANCHES": "main,release/*",

@@ -165,6 +165,10 @@ def test_a_killed_worker_s_job_runs_again_from_scratch_on_another_worker(
             "started",
             "ended",
         ]
+        # One check run for the one push: the second run completed the first run's.
+        (check_run,) = own_stack.simulator.check_runs(repo.full_name)
+        assert check_run["external_id"] == delivery
+        assert (check_run["status"], check_run["conclusion"]) == ("completed", "success")
         # The killed worker's job directory is removed (at the start of the job's second run).
         dead_dir = Path(first_checkout).parent
         wait_for(lambda: not dead_dir.exists(), 10, f"{dead_dir.name} to be removed")
@@ -292,6 +296,14 @@ def test_a_burst_on_one_branch_processes_the_first_and_the_newest_push_only(
         assert results[n]["by_delivery"] in deliveries[n + 1 :], results[n]
     assert sorted(run[0] for run in runs(own_stack)) == sorted([first, newest])
     assert_no_overlap(runs(own_stack))
+    # Each push has its check run: the skipped ones name the commit processed instead.
+    checks = {c["head_sha"]: c for c in own_stack.simulator.check_runs(repo.full_name)}
+    assert set(checks) == set(shas)
+    assert checks[shas[0]]["conclusion"] == checks[shas[4]]["conclusion"] == "success"
+    for n in (1, 2, 3):
+        assert checks[shas[n]]["conclusion"] == "skipped"
+        newer = results[n]["by_delivery"]
+        assert shas[deliveries.index(newer)] in checks[shas[n]]["output"]["summary"]
 
 
 @pytest.mark.stack(
@@ -346,6 +358,10 @@ def test_a_checkout_past_checkout_max_mb_fails_at_once_and_leaves_nothing(
     assert job.retries_left == 0
     assert "CHECKOUT_MAX_MB" in failure_text(job)
     assert job_dirs(own_stack) == []
+    # Not the step's failure: the check run is cancelled, saying why.
+    (check_run,) = own_stack.simulator.check_runs(repo.full_name)
+    assert check_run["conclusion"] == "cancelled"
+    assert "CHECKOUT_MAX_MB" in check_run["output"]["title"]
 
 
 @pytest.mark.stack(workers=1)
