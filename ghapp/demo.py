@@ -1,7 +1,8 @@
 """``ghapp demo``: the whole path on this machine, no GitHub account needed.
 
 A GitHub simulator with a sample repository, the embedded Redis, the web process and a worker;
-one signed push goes in, and the processed result comes out.
+one signed push goes in, and the processed result comes out, with its check run as GitHub
+would hold it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def _healthy(url: str) -> bool:
         return requests.get(url + "/healthz", timeout=1).ok
     except requests.RequestException:
         return False
+
+
+def show_check_runs(simulator: GitHubSimulator, sha: str) -> None:
+    """The commit's check runs as GitHub holds them: name, conclusion, title, the summary's
+    first lines."""
+    check_runs = simulator.check_runs(REPOSITORY, sha)
+    if not check_runs:
+        say(f"no check run on {sha[:12]}")
+        return
+    for check_run in check_runs:
+        output = check_run["output"]
+        say(
+            f"check run on {sha[:12]}: {check_run['name']} · {check_run['status']} · "
+            f"{check_run['conclusion']} · {output['title']}"
+        )
+        for line in (output["summary"] or "").splitlines()[:6]:
+            print(f"    {line}")
 
 
 def run_demo() -> int:
@@ -138,6 +156,7 @@ def run_demo() -> int:
             print("--- output of PROCESS_COMMAND ---")
             print(result["command"]["output"].rstrip())
             print("---")
+            show_check_runs(simulator, after)
             say("done: the push was processed end to end")
             return 0
         except (TimeoutError, OSError, EmbeddedRedisError, requests.RequestException) as exc:

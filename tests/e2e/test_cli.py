@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -238,8 +239,13 @@ def test_demo_processes_a_push_end_to_end(tmp_path: Path):
     assert "webhook answered 202" in done.stdout
     assert "answered 200" in done.stdout
     assert "duplicate" in done.stdout
-    assert "installation tokens minted: 1" in done.stdout
+    assert "installation tokens minted: 2" in done.stdout  # the fetch's, the check run's
     assert "done: the push was processed end to end" in done.stdout
+    # The check run as GitHub holds it, with its summary's first lines.
+    assert re.search(
+        r"check run on [0-9a-f]{12}: ghapp · completed · success · .* passed in", done.stdout
+    )
+    assert "| fetch |" in done.stdout
     assert "CHANGELOG.md" in done.stdout  # the command ran in the checkout of the pushed commit
 
 

@@ -257,3 +257,33 @@ def test_a_port_out_of_range_is_refused_in_one_line() -> None:
 )
 def test_push_branches_are_separated_by_commas_or_white_space(raw) -> None:
     assert load_settings({"PUSH_BRANCHES": raw}).push_branches == ("main", "feature/*")
+
+
+def test_report_settings_default_to_a_check_run_named_ghapp_without_links() -> None:
+    settings = load_settings({})
+    assert (settings.report, settings.check_name, settings.public_url) == ("checks", "ghapp", None)
+    settings = load_settings(
+        {"REPORT": "Statuses", "CHECK_NAME": " lint ", "PUBLIC_URL": "https://ci.example.com/"}
+    )
+    assert (settings.report, settings.check_name, settings.public_url) == (
+        "statuses",
+        "lint",
+        "https://ci.example.com",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REPORT": "comments"}, "REPORT='comments' is not one of checks, statuses, none"),
+        ({"CHECK_NAME": "x" * 101}, "CHECK_NAME is longer than 100"),
+        ({"CHECK_NAME": "a\tb"}, "control character"),
+        ({"PUBLIC_URL": "ghapp.example.com"}, "PUBLIC_URL='ghapp.example.com' is not an http"),
+        ({"PUBLIC_URL": "https://x.example.com/?a=1"}, "is not an http(s) base URL"),
+    ],
+)
+def test_report_settings_are_refused_in_one_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
