@@ -129,6 +129,17 @@ def _end_unless_retried(
     _report(job, reporter, _facts(push, state, reason=reason, job_timeout=job_timeout))
 
 
+def report_killed(job: Job, status: int) -> None:
+    """Complete the check run of a job whose process was killed and that RQ will not retry."""
+    try:
+        push = PushJob.from_kwargs(job.kwargs)
+        reporter = runtime.current().reporter(job.connection, push, job_id=job.id)
+        reason = f"the process running the job was killed (status {status}), its last attempt"
+        reporter.finished(verdict(_facts(push, "cancelled", reason=reason)))
+    except Exception as exc:  # the worker goes on whatever reporting does
+        log.warning("could not report the killed job %s: %s", job.id, type(exc).__name__)
+
+
 def _drop_payload(job: Job, push: PushJob) -> None:
     if push.payload_key:
         job.connection.delete(push.payload_key)

@@ -21,7 +21,7 @@ from ghapp.core.settings import ConfigError, Settings, check_private_key, privat
 
 # Imported here, before RQ forks a work horse per job, so each horse starts with the job's
 # modules (GitPython among them) already loaded instead of importing them again.
-from . import jobs, runtime  # noqa: F401
+from . import jobs, runtime
 from .processing import ProcessingError, load_processor
 from .redelivery import schedule_next
 from .workspace import remove_abandoned
@@ -50,9 +50,12 @@ class GhappWorker(HerokuWorker):
 
 def horse_killed(job: Job, pid: int, status: int, rusage: object) -> None:
     """The job's process was killed (the OOM killer, a kill -9): stop what is left of its
-    processing command and remove its directory now rather than at the next job."""
+    processing command and remove its directory now rather than at the next job. A job that
+    will not run again gets its check run completed here: nothing else would."""
     log.warning("the process running job %s was killed (status %s)", job.id, status)
     remove_abandoned()
+    if not job.retries_left:
+        jobs.report_killed(job, status)
 
 
 def build_worker(settings: Settings) -> GhappWorker:

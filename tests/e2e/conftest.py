@@ -81,6 +81,14 @@ class Stack:
     def logs(self) -> str:
         return "".join(p.output() for p in [self.web, *self.workers])
 
+    def log_mark(self) -> dict[str, int]:
+        """Where each process's log ends now, for ``logs_since``."""
+        return {p.name: len(p.output()) for p in [self.web, *self.workers]}
+
+    def logs_since(self, mark: dict[str, int]) -> str:
+        """What the processes logged after ``mark``."""
+        return "".join(p.output()[mark.get(p.name, 0) :] for p in [self.web, *self.workers])
+
     def repository(self, name: str, files: dict[str, str] | None = None) -> Repository:
         return self.simulator.create_repository(
             name, installation_id=INSTALLATION_ID, files=files or {"README.md": "hello\n"}

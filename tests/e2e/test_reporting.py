@@ -280,6 +280,7 @@ def test_without_the_checks_permission_a_commit_status_is_set_instead(
 ):
     repo = stack.repository(fresh_repo_name, files={"ghapp-test.sh": "exit 3\n"})
     stack.simulator.app_permissions = {"contents": "read", "statuses": "write"}
+    logged = stack.log_mark()
     try:
         _, job = push(stack, repo.full_name)
         first = stack.simulator.branch_tip(repo.full_name)
@@ -301,7 +302,8 @@ def test_without_the_checks_permission_a_commit_status_is_set_instead(
         f"{stack.url}/jobs/{job.id}"
     )
     # Said once, with the permission to add.
-    warnings = [line for line in stack.logs().splitlines() if "'Checks: Read and write'" in line]
+    lines = stack.logs_since(logged).splitlines()
+    warnings = [line for line in lines if "'Checks: Read and write'" in line]
     assert len(warnings) == 1, warnings
     # The status's token could only write statuses.
     scopes = [

@@ -382,3 +382,47 @@ def test_job_directories_of_dead_processes_are_removed_and_live_ones_kept(
     assert not abandoned.exists()
     assert job_dirs(own_stack) == [live]  # the job's own directory is gone too
     assert (live / "file").read_text() == "in use\n"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.stack(overrides={**UNSANDBOXED, "JOB_TIMEOUT": "60"}, workers=0)
+def test_a_job_killed_on_its_last_attempt_completes_its_check_run_as_cancelled(
+    own_stack: Stack, fresh_repo_name
+):
+    script = FIRST_RUN_SLEEPS.format(seconds=300)
+    repo = own_stack.repository(fresh_repo_name, files={"ghapp-test.sh": script})
+    delivery, job_id = send(
+        own_stack, repo.full_name, own_stack.simulator.branch_tip(repo.full_name)
+    )
+    # Its retries spent (as after three killed attempts): this attempt is the last.
+    own_stack.redis.hset(f"rq:job:{job_id}", "retries_left", 0)
+    own_stack.start_worker("last-attempt")
+    command_pids: list[int] = []
+    try:
+        first_run = wait_for(
+            lambda: [m for m in marks(own_stack, delivery) if m[0] == "sleeping"],
+            30,
+            "the command to start",
+        )[0]
+        command_pids += [int(first_run[1]), int(first_run[2])]
+        running_check = wait_for(
+            lambda: own_stack.simulator.check_runs(repo.full_name), 10, "the check run"
+        )
+        assert running_check[0]["status"] == "in_progress"
+        _, horse = worker_running(own_stack, command_pids[1])
+        os.killpg(horse, signal.SIGKILL)
+        job = wait_job(own_stack.redis, job_id, timeout=30)
+        assert job.get_status() == JobStatus.FAILED
+        check_run = wait_for(
+            lambda: [
+                c
+                for c in own_stack.simulator.check_runs(repo.full_name)
+                if c["status"] == "completed"
+            ],
+            10,
+            "the check run to be completed",
+        )[0]
+        assert check_run["conclusion"] == "cancelled"
+        assert "killed" in check_run["output"]["title"]
+    finally:
+        kill_leftovers(command_pids)
