@@ -7,8 +7,10 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
+
+from ghapp.core.push_job import FUNCTION as PUSH_JOB
 
 blueprint = Blueprint("jobs", __name__)
 # RQ's job ids (uuid4, with or without dashes): anything else is no job of ours.
@@ -21,9 +23,12 @@ def show(job_id: str) -> Response:
         abort(404)
     try:
         job = Job.fetch(job_id, connection=current_app.extensions["ghapp.redis"])
-    except NoSuchJobError:
+        if job.func_name != PUSH_JOB:  # ghapp's own housekeeping jobs are nobody's page
+            abort(404)
+        described = describe(job)
+    except (NoSuchJobError, DeserializationError):
         abort(404)
-    return jsonify(describe(job))
+    return jsonify(described)
 
 
 def describe(job: Job) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from typing import Any
 
 from .step_report import Annotation, StepReport
 
-# GitHub's limits: output.summary and output.text hold at most 65,535 characters each, a
-# request at most 50 annotations, a commit status's description 140 characters.
+# GitHub's limits: output.summary and output.text hold at most 65,535 characters each and as
+# many bytes of UTF-8 (it counts both), a request at most 50 annotations, a commit status's
+# description 140 characters.
 MAX_OUTPUT = 65_535
 ANNOTATIONS_PER_REQUEST = 50
 MAX_DESCRIPTION = 140
@@ -29,11 +30,11 @@ STATES = {
     "cancelled": "cancelled",
     "superseded": "skipped",
 }
-# Commit status state per conclusion (statuses know only four).
+# Commit status state per conclusion (statuses know only four; a commit skipped for a newer one
+# gets none: it was never processed, and no status is grey).
 STATUS_STATES = {
     "success": "success",
     "neutral": "success",
-    "skipped": "success",
     "failure": "failure",
     "timed_out": "error",
     "cancelled": "error",
@@ -151,10 +152,28 @@ def _output_block(output: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", output)), default=0)
     fence = "`" * max(3, longest + 1)
     text = f"{fence}\n{output.rstrip()}\n{fence}"
-    if len(text) > MAX_OUTPUT:  # keep the end: the last lines say what went wrong
-        keep = MAX_OUTPUT - len(fence) * 2 - 40
-        text = f"{fence}\n[… earlier output cut …]\n{output.rstrip()[-keep:]}\n{fence}"
+    if _size(text) > MAX_OUTPUT:  # keep the end: the last lines say what went wrong
+        head = f"{fence}\n[… earlier output cut …]\n"
+        tail = f"\n{fence}"
+        keep = MAX_OUTPUT - _size(head) - _size(tail)
+        text = head + _last_bytes(output.rstrip(), keep) + tail
     return text
+
+
+def _size(text: str) -> int:
+    """What GitHub measures: characters and UTF-8 bytes, whichever is more."""
+    return len(text.encode("utf-8", errors="replace"))
+
+
+def _first_bytes(text: str, limit: int) -> str:
+    """The longest start of ``text`` whose UTF-8 takes at most ``limit`` bytes."""
+    return text.encode("utf-8", errors="replace")[:limit].decode("utf-8", errors="ignore")
+
+
+def _last_bytes(text: str, limit: int) -> str:
+    """The longest end of ``text`` whose UTF-8 takes at most ``limit`` bytes."""
+    data = text.encode("utf-8", errors="replace")
+    return data[max(0, len(data) - limit) :].decode("utf-8", errors="ignore")
 
 
 def _kept_annotations(
@@ -209,9 +228,9 @@ def _one_line(text: str) -> str:
 
 
 def _cut(text: str) -> str:
-    if len(text) <= MAX_OUTPUT:
+    if _size(text) <= MAX_OUTPUT:
         return text
-    return text[: MAX_OUTPUT - len(CUT_NOTE)] + CUT_NOTE
+    return _first_bytes(text, MAX_OUTPUT - _size(CUT_NOTE)) + CUT_NOTE
 
 
 def _cut_title(title: str) -> str:
@@ -246,21 +265,33 @@ def started_body(
 
 def completion_bodies(result: Verdict, *, completed_at: str) -> Iterator[dict[str, Any]]:
     """The PATCHes that complete a check run: annotations 50 a request (GitHub appends them),
-    the last request completing it."""
+    then the completion."""
     output: dict[str, Any] = {"title": result.title, "summary": result.summary}
     if result.text is not None:
         output["text"] = result.text
-    batches = [
-        result.annotations[i : i + ANNOTATIONS_PER_REQUEST]
-        for i in range(0, len(result.annotations), ANNOTATIONS_PER_REQUEST)
-    ] or [()]
-    for index, batch in enumerate(batches):
-        body: dict[str, Any] = {"output": dict(output)}
-        if batch:
-            body["output"]["annotations"] = [a.as_github() for a in batch]
-        if index == len(batches) - 1:
-            body.update(status="completed", conclusion=result.conclusion, completed_at=completed_at)
-        yield body
+    for i in range(0, len(result.annotations), ANNOTATIONS_PER_REQUEST):
+        batch = result.annotations[i : i + ANNOTATIONS_PER_REQUEST]
+        yield {"output": {**output, "annotations": [a.as_github() for a in batch]}}
+    # The completion carries no annotation: sending it twice (a retry) changes nothing.
+    yield {
+        "status": "completed",
+        "conclusion": result.conclusion,
+        "completed_at": completed_at,
+        "output": output,
+    }
+
+
+def minimal_completion(result: Verdict, *, completed_at: str, refusal: str) -> dict[str, Any]:
+    """A completion GitHub cannot refuse for its size, when it refused the full one."""
+    return {
+        "status": "completed",
+        "conclusion": result.conclusion,
+        "completed_at": completed_at,
+        "output": {
+            "title": result.title,
+            "summary": _cut(f"GitHub refused this check run's full report: {_one_line(refusal)}"),
+        },
+    }
 
 
 def status_body(

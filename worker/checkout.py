@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import git
@@ -161,9 +162,15 @@ class Limits:
         return None
 
 
+class Measured(Protocol):
+    """What ``enforced`` watches: ``exceeded(path)`` says how ``path`` went too far, or None."""
+
+    def exceeded(self, path: Path) -> str | None: ...
+
+
 @contextmanager
 def enforced(
-    limits: Limits, path: Path, stop: Callable[[], None], every: float = SIZE_CHECK_SECONDS
+    limits: Measured, path: Path, stop: Callable[[], None], every: float = SIZE_CHECK_SECONDS
 ) -> Iterator[list[str]]:
     """While the block runs, measure ``path`` every ``every`` seconds and call ``stop`` once it
     grows past ``limits``; the list yielded then says how."""

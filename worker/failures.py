@@ -16,6 +16,10 @@ class Transient(Exception):
 SHORT_WAIT = 10.0
 
 
+class DeadlinePassed(Transient):
+    """JOB_TIMEOUT ran out before the work was done (the job may be tried again)."""
+
+
 class RateLimited(Transient):
     """GitHub asked us to wait ``wait`` seconds before the next call."""
 

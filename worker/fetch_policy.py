@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .checkout import CheckoutFailed, CheckoutTimedOut, Limits, fetch_commit
-from .failures import Permanent, Transient
+from .failures import DeadlinePassed, Permanent
 from .tokens import Token
 
 log = logging.getLogger("ghapp.worker.fetch")
@@ -63,7 +63,7 @@ def fetch_with_retries(
         shutil.rmtree(path, ignore_errors=True)  # every attempt starts from nothing
         left = deadline - time.monotonic()
         if left < 1:
-            raise Transient("JOB_TIMEOUT ran out before the checkout was done; trying later")
+            raise DeadlinePassed("JOB_TIMEOUT ran out before the checkout was done; trying later")
         try:
             fetch_commit(
                 path,
@@ -76,7 +76,9 @@ def fetch_with_retries(
             return
         except CheckoutTimedOut:
             if left < limits.timeout:  # cut short by the job's own time, not by CHECKOUT_TIMEOUT
-                raise Transient("JOB_TIMEOUT ran out during the checkout; trying later") from None
+                raise DeadlinePassed(
+                    "JOB_TIMEOUT ran out during the checkout; trying later"
+                ) from None
             raise
         except CheckoutFailed as exc:
             if exc.status in (401, 403):

@@ -50,8 +50,11 @@ class ClockSkew(Transient):
         self.offset = offset
 
 
-def session(total_retries: int = 4) -> requests.Session:
-    """A session that retries connection errors and 5xx with exponential backoff and jitter."""
+def session(
+    total_retries: int = 4, retried_methods: frozenset[str] | None = None
+) -> requests.Session:
+    """A session that retries connection errors and 5xx with exponential backoff and jitter;
+    a 5xx or a lost answer only for ``retried_methods`` (None: every method)."""
     retry = Retry(
         total=total_retries,
         connect=total_retries,
@@ -61,7 +64,9 @@ def session(total_retries: int = 4) -> requests.Session:
         backoff_jitter=0.5,
         backoff_max=30,
         status_forcelist=(500, 502, 503, 504),
-        allowed_methods=None,  # POST too: every call made here is safe to repeat
+        # None: POST too (a token, a redelivery: safe to ask twice). A request never sent (a
+        # connection refused) is retried whatever its method.
+        allowed_methods=retried_methods,
         respect_retry_after_header=True,
         raise_on_status=False,
     )
@@ -192,6 +197,15 @@ class GitHubAPI:
         self, token: str, repository: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
         return dict(self.request("POST", f"/repos/{repository}/check-runs", token, body).json())
+
+    def find_check_run(
+        self, token: str, repository: str, sha: str, name: str, external_id: str
+    ) -> dict[str, Any] | None:
+        """The check run ``name`` on ``sha`` whose external_id is ``external_id``, if any."""
+        path = f"/repos/{repository}/commits/{sha}/check-runs"
+        params = {"check_name": name, "filter": "all", "per_page": 100}
+        found = self.request("GET", path, token, params=params).json().get("check_runs") or []
+        return next((run for run in found if run.get("external_id") == external_id), None)
 
     def update_check_run(
         self, token: str, repository: str, check_run_id: int, body: Mapping[str, Any]

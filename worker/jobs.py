@@ -21,7 +21,7 @@ from . import runtime
 from .branch_lock import branch_lock, newer_commit, superseded_by
 from .check_output import Facts, step_label, verdict
 from .checkout import Limits
-from .failures import Permanent, RateLimited, Transient, waits_in_place
+from .failures import DeadlinePassed, Permanent, RateLimited, waits_in_place
 from .fetch_policy import fetch_with_retries
 from .processing import ProcessingError, ProcessingTimedOut, PushContext, process
 from .reporting import Reporter
@@ -79,11 +79,14 @@ def run_push(push: PushJob) -> dict[str, Any]:
         _report(job, reporter, _facts(push, "cancelled", reason=str(exc).splitlines()[0]))
         _drop_payload(job, push)
         raise
-    except Transient as exc:
-        _end_unless_retried(job, push, reporter, exc)
+    except DeadlinePassed as exc:
+        _end_unless_retried(job, push, reporter, exc, state="timed_out")
         raise
     except JobTimeoutException as exc:
         _end_unless_retried(job, push, reporter, exc, state="timed_out")
+        raise
+    except Exception as exc:  # Transient, or what nobody foresaw (a full disk, Redis gone)
+        _end_unless_retried(job, push, reporter, exc)
         raise
     _drop_payload(job, push)
     if newer:
@@ -201,6 +204,7 @@ def _process(job: Job, push: PushJob, reporter: Reporter, *, deadline: float) ->
                 limits=limits,
             )
         except ProcessingError as exc:
+            job.retries_left = 0  # the same commit would fail the same way
             log.error("failed for good: %s", exc.reason)
             state = "timed_out" if isinstance(exc, ProcessingTimedOut) else "failed"
             facts = _facts(

@@ -29,7 +29,7 @@ from .checkout import Limits, enforced
 from .failures import Permanent, Transient
 from .sandbox import EVENT_FILE, RESULT_FILE, Sandbox
 from .sandbox import HOME as SANDBOX_HOME
-from .step_report import StepReport, from_mapping, read_result_file
+from .step_report import MAX_FILE_BYTES, StepReport, from_mapping, read_result_file
 from .workspace import COMMAND_MARK, JobDirectory
 
 log = logging.getLogger("ghapp.worker.processing")
@@ -203,10 +203,10 @@ def run_command(
     # If this job's process is killed, a later job removes what is left of its group.
     job_dir.command_group.write_text(str(process.pid))
     try:
-        with _watched(context.path, limits, process) as over:
+        with _watched(context.path, CommandLimits(limits, result_path), process) as over:
             output, finished = read_tail(process, timeout)
         if over:
-            reason = f"PROCESS_COMMAND was stopped: the checkout {over[0]}"
+            reason = f"PROCESS_COMMAND was stopped: {over[0]}"
             raise ProcessingError(
                 f"{reason}; last output:\n{_tail(output)}", reason=reason, output=_tail(output)
             )
@@ -226,7 +226,7 @@ def run_command(
     log.info("PROCESS_COMMAND exited %s; output:\n%s", process.returncode, result["output"])
     if process.returncode < 0 or process.returncode in KILLED_STATUSES:
         raise ProcessingInterrupted(
-            f"PROCESS_COMMAND was killed (status {process.returncode}); it will be tried again"
+            f"PROCESS_COMMAND was killed from outside (status {process.returncode})"
         )
     report = read_result_file(result_path)
     if process.returncode != 0:
@@ -242,15 +242,35 @@ def run_command(
     return result
 
 
+@dataclass(frozen=True)
+class CommandLimits:
+    """What the command may not grow while it runs: the checkout (``checkout``'s limits, if
+    any) and its result file (GHAPP_RESULT_PATH, read up to MAX_FILE_BYTES: more is waste of
+    the worker's disk)."""
+
+    checkout: Limits | None
+    result_file: Path
+
+    def exceeded(self, path: Path) -> str | None:
+        try:
+            written = os.lstat(self.result_file).st_size
+        except OSError:
+            written = 0
+        if written > MAX_FILE_BYTES:
+            return (
+                f"its result file (GHAPP_RESULT_PATH) grew past {MAX_FILE_BYTES // (1024 * 1024)}"
+                " MiB, more than ghapp reads"
+            )
+        reason = self.checkout.exceeded(path) if self.checkout else None
+        return f"the checkout {reason}" if reason else None
+
+
 @contextmanager
 def _watched(
-    path: Path, limits: Limits | None, process: subprocess.Popen[bytes]
+    path: Path, limits: CommandLimits, process: subprocess.Popen[bytes]
 ) -> Iterator[list[str]]:
-    """While the block runs, stop ``process`` if ``path`` grows past ``limits``; the list
-    yielded then says how."""
-    if limits is None:
-        yield []
-        return
+    """While the block runs, stop ``process`` if it grows ``path`` or its result file past
+    ``limits``; the list yielded then says how."""
     with enforced(limits, path, lambda: _kill_group(process), every=WATCH_SECONDS) as over:
         yield over
 

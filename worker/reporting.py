@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis
+from rq.timeouts import JobTimeoutException
 
 from ghapp.core import redis_keys
 from ghapp.core.push_job import PushJob
@@ -25,6 +26,7 @@ from .check_output import (
     STATUS_STATES,
     Verdict,
     completion_bodies,
+    minimal_completion,
     started_body,
     status_body,
 )
@@ -40,6 +42,13 @@ PERMISSION = {"checks": {"checks": "write"}, "statuses": {"statuses": "write"}}
 # How long an installation's reports go by the fallback before the permission is tried again.
 FALLBACK_TTL = 600
 RATE_LIMIT_TRIES = 3
+# Attempts at a call that is safe to repeat (completing a check run, setting a status), and
+# the pause before each new one.
+ATTEMPTS = 3
+PAUSE = 1.0
+# GitHub's answer to a token asking for a permission the App lacks (other 422s name a
+# repository the installation cannot reach: no reason to fall back).
+NOT_GRANTED = "permissions requested are not granted"
 MISSING = {
     "checks": (
         "the App lacks the 'Checks: Read and write' permission, so no check run can be made: "
@@ -101,12 +110,29 @@ class Reporter:
         self._each_mode(self._start, raise_token_failures=True)
 
     def finished(self, result: Verdict) -> dict[str, Any]:
-        """Complete the job's report with ``result``; what was reported, for the job's result."""
-        state = self._state()
-        if state.get("completed"):
-            return {"mode": state.get("mode", "none"), "note": "already reported", **state}
-        done = self._each_mode(lambda mode: self._finish(mode, result))
-        return done if done is not None else {"mode": "none", "error": self.error}
+        """Complete the job's report with ``result``; what was reported, for the job's result.
+        Never raises (but RQ's job timeout): the processing's result stands whatever GitHub
+        does."""
+        try:
+            state = self._state()
+            if state.get("completed"):
+                return {"mode": state.get("mode", "none"), "note": "already reported", **state}
+            if state.get("check_run_id"):  # the one this job created: completed, whatever since
+                done = self._each_mode(lambda m: self._finish(m, result), modes=["checks"])
+            else:
+                done = self._each_mode(lambda mode: self._finish(mode, result))
+        except JobTimeoutException:
+            raise
+        except Exception as exc:
+            self.error = f"could not report on GitHub: {type(exc).__name__}: {exc}"
+            log.warning("%s; the processing's result stands", self.error)
+            done = None
+        if done is not None:
+            return done
+        return {
+            "mode": "none",
+            "error": self.error or "the App may not report on this installation",
+        }
 
     # Internals -----------------------------------------------------------------------------
 
@@ -131,10 +157,14 @@ class Reporter:
         return modes
 
     def _each_mode(
-        self, attempt: Callable[[str], T], *, raise_token_failures: bool = False
+        self,
+        attempt: Callable[[str], T],
+        *,
+        raise_token_failures: bool = False,
+        modes: list[str] | None = None,
     ) -> T | None:
         """``attempt(mode)`` in the first mode the App may use; None if none worked."""
-        for mode in self._modes():
+        for mode in self._modes() if modes is None else modes:
             try:
                 return attempt(mode)
             except NotPermitted:
@@ -155,10 +185,9 @@ class Reporter:
         following = MODES[MODES.index(mode) + 1 :]
         after = following[0] if following else "none"
         key = redis_keys.report_fallback(self.push.installation_id)
-        if self.connection.set(key, after, nx=True, ex=FALLBACK_TTL):
-            log.warning(MISSING[mode])
-        else:
-            self.connection.set(key, after, ex=FALLBACK_TTL)
+        before = self.connection.set(key, after, ex=FALLBACK_TTL, get=True)
+        if before is None or (before.decode() if isinstance(before, bytes) else before) != after:
+            log.warning(MISSING[mode])  # once per change, not once per job
         self.error = MISSING[mode]
 
     def _call(self, mode: str, call: Callable[[str], T]) -> T:
@@ -172,7 +201,7 @@ class Reporter:
             try:
                 token = self.tokens.token(installation, scope)
             except GitHubRefused as exc:
-                if exc.status == 422:  # GitHub: "The permissions requested are not granted"
+                if exc.status == 422 and NOT_GRANTED in str(exc):
                     raise NotPermitted(str(exc)) from None
                 raise
             except Transient as exc:
@@ -193,6 +222,20 @@ class Reporter:
                     raise
                 self.sleep(exc.wait)
 
+    def _repeated(self, mode: str, call: Callable[[str], T]) -> T:
+        """``_call`` for a call that is safe to repeat: a failure GitHub may get over (a 5xx, a
+        lost answer) is tried again, ATTEMPTS times in all."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._call(mode, call)
+            except RateLimited:
+                raise  # a short one was waited out already
+            except Transient:
+                if attempt == ATTEMPTS:
+                    raise
+                self.sleep(PAUSE * attempt)
+        raise AssertionError("unreachable")
+
     def _start(self, mode: str) -> None:
         push = self.push
         if mode == "statuses":
@@ -202,13 +245,36 @@ class Reporter:
                 description_text="processing",
                 target_url=self.details_url,
             )
-            self._call(mode, lambda t: self.api.create_status(t, push.repository, push.sha, body))
+            self._repeated(
+                mode, lambda t: self.api.create_status(t, push.repository, push.sha, body)
+            )
             self._save(mode=mode)
             return
-        created = self._call(
-            mode, lambda t: self.api.create_check_run(t, push.repository, self._started_body())
-        )
+        created = self._create(mode, self._started_body())
         self._save(mode=mode, check_run_id=str(created["id"]), url=str(created.get("html_url")))
+
+    def _create(self, mode: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the job's check run once: when GitHub's answer was lost (a 5xx, a timeout),
+        look for it by its external_id before creating it again."""
+        push = self.push
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._call(
+                    mode, lambda t: self.api.create_check_run(t, push.repository, body)
+                )
+            except Transient:
+                if attempt == ATTEMPTS:
+                    raise
+                self.sleep(PAUSE * attempt)
+                found = self._repeated(
+                    mode,
+                    lambda t: self.api.find_check_run(
+                        t, push.repository, push.sha, self.check_name, push.delivery
+                    ),
+                )
+                if found is not None:
+                    return found
+        raise AssertionError("unreachable")
 
     def _started_body(self) -> dict[str, Any]:
         return started_body(
@@ -222,39 +288,61 @@ class Reporter:
     def _finish(self, mode: str, result: Verdict) -> dict[str, Any]:
         push = self.push
         if mode == "statuses":
-            state = STATUS_STATES[result.conclusion]
+            state = STATUS_STATES.get(result.conclusion)
+            if state is None:  # skipped: never processed, so no status at all
+                self._save(mode=mode, completed="1")
+                return {"mode": mode, "state": None}
             body = status_body(
                 state,
                 context=self.check_name,
                 description_text=result.title,
                 target_url=self.details_url,
             )
-            self._call(mode, lambda t: self.api.create_status(t, push.repository, push.sha, body))
+            self._repeated(
+                mode, lambda t: self.api.create_status(t, push.repository, push.sha, body)
+            )
             self._save(mode=mode, completed="1", state=state)
             return {"mode": mode, "state": state}
-        bodies = list(completion_bodies(result, completed_at=iso(self.clock())))
-        check_run_id = self._state().get("check_run_id")
-        url = self._state().get("url", "")
+        completed_at = iso(self.clock())
+        *annotation_bodies, completion = completion_bodies(result, completed_at=completed_at)
+        saved = self._state()
+        check_run_id, url = saved.get("check_run_id"), saved.get("url", "")
         if not check_run_id:
-            first = {**self._started_body(), **bodies.pop(0)}
-            if "conclusion" not in first:
-                first["status"] = "in_progress"
-            created = self._call(
-                mode, lambda t: self.api.create_check_run(t, push.repository, first)
-            )
+            if annotation_bodies:
+                created = self._create(mode, self._started_body())
+            else:  # completed at once (a superseded push): never seen in progress
+                body = {**self._started_body(), **completion}
+                created = self._create(mode, body)
+                completion = {}
             check_run_id, url = str(created["id"]), str(created.get("html_url"))
             self._save(mode=mode, check_run_id=check_run_id, url=url)
-        for body in bodies:
-            self._call(
-                mode,
-                lambda t, body=body: self.api.update_check_run(  # type: ignore[misc]
-                    t, push.repository, int(check_run_id), body
-                ),
-            )
+        notes: list[str] = []
+        for body in annotation_bodies:  # appended by GitHub: each sent once
+            try:
+                self._call(mode, lambda t, b=body: self._update(t, check_run_id, b))  # type: ignore[misc]
+            except (Transient, GitHubRefused) as exc:
+                notes.append(f"annotations not all sent: {exc}")
+                break
+        if completion:
+            try:
+                self._repeated(mode, lambda t: self._update(t, check_run_id, completion))
+            except GitHubRefused as exc:
+                if exc.status != 422:
+                    raise
+                # GitHub refused the report itself: complete the check run all the same.
+                smaller = minimal_completion(result, completed_at=completed_at, refusal=str(exc))
+                self._repeated(mode, lambda t: self._update(t, check_run_id, smaller))
+                notes.append(f"GitHub refused the full report: {exc}")
         self._save(mode=mode, completed="1", conclusion=result.conclusion)
-        return {
+        done: dict[str, Any] = {
             "mode": mode,
             "check_run_id": int(check_run_id),
             "url": url,
             "conclusion": result.conclusion,
         }
+        if notes:
+            done["error"] = "; ".join(notes)
+        return done
+
+    def _update(self, token: str, check_run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.api.update_check_run(token, self.push.repository, int(check_run_id), body)

@@ -21,7 +21,7 @@ from .sandbox import Sandbox, SandboxUnavailable, choose
 from .tokens import TokenSource, cache_cipher
 
 log = logging.getLogger("ghapp.worker")
-# Retries of a failed report call (GitHub's 5xx, connection errors): about 2 s in all.
+# Retries of a report call that never reached GitHub, or of a GET: about 2 s in all.
 REPORT_RETRIES = 2
 
 
@@ -37,8 +37,12 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.api = GitHubAPI(self.settings.api_url)
-        # Reports retry less: a check run GitHub fails to take must not hold the job for long.
-        self.report_api = GitHubAPI(self.settings.api_url, session(REPORT_RETRIES))
+        # Reports: a POST that creates a check run, or a PATCH that adds annotations, is not
+        # repeated blindly (a second check run, twice the annotations): reporting.py retries
+        # what is safe to repeat.
+        self.report_api = GitHubAPI(
+            self.settings.api_url, session(REPORT_RETRIES, frozenset({"GET"}))
+        )
         settings = self.settings
         if not settings.process_command:
             return

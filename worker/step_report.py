@@ -22,6 +22,9 @@ LEVELS = ("notice", "warning", "failure")
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_ANNOTATIONS = 1000  # GitHub shows at most this many per check run
 MAX_LINE = 10**9
+# GitHub's limits for one annotation: a title of 255 characters, a message of 64 KB.
+MAX_ANNOTATION_TITLE = 255
+MAX_ANNOTATION_MESSAGE = 64 * 1024
 TEXT_KEYS = ("title", "summary", "text")
 
 
@@ -145,12 +148,22 @@ def _annotation(item: Any) -> Annotation | str:
     if level not in LEVELS:
         return f"'annotation_level' is not one of {', '.join(LEVELS)}"
     title = item.get("title")
+    message = item["message"]
+    if len(message.encode("utf-8", errors="replace")) > MAX_ANNOTATION_MESSAGE:
+        message = (
+            message.encode("utf-8", errors="replace")[: MAX_ANNOTATION_MESSAGE - 8]
+            .decode("utf-8", errors="ignore")
+            .rstrip()
+            + " […]"
+        )
+    if isinstance(title, str) and len(title) > MAX_ANNOTATION_TITLE:
+        title = title[: MAX_ANNOTATION_TITLE - 1] + "…"
     return Annotation(
-        path=item["path"],
+        path=item["path"][:1024],
         start_line=lines[0],
         end_line=lines[1],
         annotation_level=level,
-        message=item["message"],
+        message=message,
         title=title if isinstance(title, str) else None,
     )
 
@@ -186,14 +199,18 @@ def read_result_file(path: Path) -> StepReport:
 
 
 # Bytes of a file read at most to count its lines for annotations: past this, lines beyond what
-# was read are taken as out of range.
+# was read are taken as out of range; and bytes read in all for one job's annotations: past
+# this, the files not yet counted are taken as unknown (their annotations dropped, with a note).
 MAX_COUNTED_BYTES = 64 * 1024 * 1024
+MAX_COUNTED_IN_ALL = 256 * 1024 * 1024
 
 
 def line_counter(checkout: Path) -> Callable[[str], int | None]:
     """``count(path)``: the lines of the regular file ``path`` of ``checkout``; None if it is not
     one (missing, a directory, or a link leading out of the checkout)."""
     root = checkout.resolve()
+    counted: dict[Path, int | None] = {}  # by the file a path leads to: links count once
+    budget = [MAX_COUNTED_IN_ALL]
 
     def count(path: str) -> int | None:
         try:
@@ -202,6 +219,11 @@ def line_counter(checkout: Path) -> Callable[[str], int | None]:
             return None
         if root not in real.parents:
             return None
+        if real not in counted:
+            counted[real] = lines_of(real) if budget[0] > 0 else None
+        return counted[real]
+
+    def lines_of(real: Path) -> int | None:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
@@ -209,9 +231,10 @@ def line_counter(checkout: Path) -> Callable[[str], int | None]:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            data = _read_up_to(fd, MAX_COUNTED_BYTES)
+            data = _read_up_to(fd, min(MAX_COUNTED_BYTES, budget[0]))
         finally:
             os.close(fd)
+        budget[0] -= len(data)
         return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
     return count

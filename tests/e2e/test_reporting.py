@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from ghapp.core.redis_keys import report_fallback
@@ -80,6 +81,12 @@ def test_a_processed_push_gets_a_successful_check_run_linking_to_its_job(
 def test_an_unknown_job_page_is_404(stack: Stack):
     for job_id in (uuid.uuid4().hex, str(uuid.uuid4()), "not-a-job", "..%2Fhealthz"):
         assert requests.get(f"{stack.url}/jobs/{job_id}", timeout=10).status_code == 404
+    # A job that is not a push's (one queue no worker serves) is nobody's page either.
+    other = Queue("not-ghapps", connection=stack.redis).enqueue("os.getcwd")
+    try:
+        assert requests.get(f"{stack.url}/jobs/{other.id}", timeout=10).status_code == 404
+    finally:
+        other.delete()
 
 
 def test_a_failing_step_fails_its_check_run_with_its_exit_status_and_output(
@@ -150,13 +157,13 @@ def test_the_result_file_decides_and_its_annotations_go_fifty_a_request(
     stored = stack.simulator.check_run_annotations(repo.full_name, check_run["id"])
     assert [a["message"] for a in stored] == [f"warning {n}" for n in range(1, 121)]
     assert check_run["output"]["annotations_count"] == 120
-    # Three requests: 50, 50, then 20 with the completion.
+    # Annotations 50, 50, then 20 a request; then the completion (safe to repeat: none in it).
     patches = [
         r
         for r in stack.simulator.requests
         if r.method == "PATCH" and r.path.endswith(f"/check-runs/{check_run['id']}")
     ]
-    assert [r.status for r in patches] == [200, 200, 200]
+    assert [r.status for r in patches] == [200, 200, 200, 200]
 
 
 def test_a_failing_linter_keeps_its_annotations(stack: Stack, fresh_repo_name: str):

@@ -130,9 +130,9 @@ def test_annotations_outside_the_checkout_or_past_a_files_end_are_dropped_with_n
 def test_summary_and_text_are_cut_to_githubs_limit_with_a_note() -> None:
     report = StepReport(summary="s" * 100_000, text="t" * 100_000)
     result = verdict(facts(), report)
-    assert len(result.summary) == MAX_OUTPUT
+    assert len(result.summary.encode()) == MAX_OUTPUT  # GitHub counts bytes
     assert result.text is not None
-    assert len(result.text) == MAX_OUTPUT
+    assert len(result.text.encode()) == MAX_OUTPUT
     assert result.summary.endswith("cut to GitHub's limit of 65,535 characters")
 
 
@@ -150,17 +150,28 @@ def test_a_long_title_is_cut_to_one_short_line() -> None:
     assert "\n" not in title
 
 
-def test_annotations_go_fifty_a_request_and_the_last_request_completes() -> None:
+def test_non_ascii_output_is_cut_by_its_bytes_on_a_character_boundary() -> None:
+    text = verdict(facts(output="✓" * 30_000)).text  # 30,000 characters, 90,000 bytes
+    assert text is not None
+    assert len(text.encode()) <= MAX_OUTPUT
+    assert text.endswith("✓\n```")
+    summary = verdict(facts(), StepReport(summary="é" * 40_000)).summary
+    assert len(summary.encode()) <= MAX_OUTPUT
+    assert summary.endswith("cut to GitHub's limit of 65,535 characters")
+
+
+def test_annotations_go_fifty_a_request_then_the_completion_alone() -> None:
     report = StepReport(annotations=tuple(annotation("a.py", n) for n in range(1, 121)))
     result = verdict(facts(), report, line_count=lambda path: 500)
     bodies = list(completion_bodies(result, completed_at="2026-12-02T10:00:00Z"))
     sizes = [len(body["output"].get("annotations", [])) for body in bodies]
-    assert sizes == [ANNOTATIONS_PER_REQUEST, ANNOTATIONS_PER_REQUEST, 20]
+    assert sizes == [ANNOTATIONS_PER_REQUEST, ANNOTATIONS_PER_REQUEST, 20, 0]
     assert all("status" not in body for body in bodies[:-1])
+    # The completion carries no annotation: a retry of it adds nothing twice.
     assert bodies[-1]["status"] == "completed"
     assert bodies[-1]["conclusion"] == "success"
     assert all(body["output"]["title"] == result.title for body in bodies)
-    sent = [a["start_line"] for body in bodies for a in body["output"]["annotations"]]
+    sent = [a["start_line"] for body in bodies for a in body["output"].get("annotations", [])]
     assert sent == list(range(1, 121))
 
 

@@ -343,3 +343,26 @@ def test_a_command_that_exited_is_done_though_its_background_child_holds_the_out
     result = run("(sleep 30 &); echo done", checkout, event_path, timeout=20)
     assert result["output"] == "done\n"
     assert time.monotonic() - started < 5
+
+
+def test_a_command_writing_past_the_result_files_limit_is_stopped(
+    checkout: Path, event_path: Path
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ProcessingError) as info:
+        run('head -c 6000000 /dev/zero > "$GHAPP_RESULT_PATH"; sleep 30', checkout, event_path)
+    assert time.monotonic() - started < 10
+    assert "GHAPP_RESULT_PATH" in str(info.value)
+
+
+def test_the_result_file_is_read_after_the_command(checkout: Path, event_path: Path) -> None:
+    result = run(
+        'echo \'{"conclusion": "neutral", "title": "2 notes"}\' > "$GHAPP_RESULT_PATH"',
+        checkout,
+        event_path,
+    )
+    assert (result["report"].conclusion, result["report"].title) == ("neutral", "2 notes")
+    with pytest.raises(ProcessingError) as info:
+        run('echo \'{"title": "1 error"}\' > "$GHAPP_RESULT_PATH"; exit 1', checkout, event_path)
+    assert info.value.report.title == "1 error"
+    assert info.value.exit_status == 1

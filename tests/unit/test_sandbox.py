@@ -241,3 +241,18 @@ def test_a_command_growing_its_checkout_past_the_limits_is_stopped(job) -> None:
         )
     assert time.monotonic() - started < 10
     assert "stopped: the checkout grew past 500 files" in str(stopped.value)
+
+
+def test_the_command_writes_its_result_file_and_nothing_else_of_the_job(
+    job: tuple[Path, Path],
+) -> None:
+    output = run_in(
+        _sandbox(),
+        job,
+        'echo "$GHAPP_RESULT_PATH"; echo \'{"title": "from the sandbox"}\' > "$GHAPP_RESULT_PATH";'
+        " touch /job/other 2>&1 || echo read-only",
+    )
+    assert output.splitlines()[0] == "/job/result.json"
+    assert "read-only" in output
+    result_file = JobDirectory(job[1].parent).result_file
+    assert json.loads(result_file.read_text()) == {"title": "from the sandbox"}

@@ -159,3 +159,31 @@ def test_line_counter_counts_files_of_the_checkout_only(tmp_path: Path) -> None:
     assert count("../outside.txt") is None
     assert count("src") is None
     assert count("missing.py") is None
+
+
+def test_an_annotations_title_and_message_are_cut_to_githubs_limits() -> None:
+    item = {**ANNOTATION, "title": "t" * 300, "message": "é" * 40_000}
+    (annotation,) = from_mapping({"annotations": [item]}, "R").annotations
+    assert len(annotation.title or "") == 255
+    assert len(annotation.message.encode()) <= 64 * 1024
+    assert annotation.message.endswith("[…]")
+
+
+def test_lines_are_counted_once_per_file_and_within_a_budget(tmp_path: Path, monkeypatch) -> None:
+    import worker.step_report as step_report
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "big.txt").write_text("line\n" * 1000)  # 5,000 bytes
+    for n in range(20):
+        (checkout / f"link{n}").symlink_to(checkout / "big.txt")
+    (checkout / "other.txt").write_text("x\n")
+    monkeypatch.setattr(step_report, "MAX_COUNTED_IN_ALL", 6_000)
+    count = line_counter(checkout)
+    assert [count(f"link{n}") for n in range(20)] == [1000] * 20  # read once: within budget
+    assert count("big.txt") == 1000
+    assert count("other.txt") == 1  # 5,002 of 6,000 bytes read
+    (checkout / "third.txt").write_text("y\n" * 1000)
+    assert count("third.txt") == 499  # the 998 bytes left: later lines count as past the end
+    (checkout / "fourth.txt").write_text("z\n")
+    assert count("fourth.txt") is None  # the budget is spent: not counted
