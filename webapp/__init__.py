@@ -14,7 +14,9 @@ from ghapp.core.settings import Settings, environment, load_settings
 from .accept import PushQueue
 from .errors import register_error_handlers
 from .health import blueprint
+from .dashboard import blueprint as dashboard_blueprint
 from .jobs import blueprint as jobs_blueprint
+from .metrics import blueprint as metrics_blueprint
 from .webhook import MAX_BODY, ASGIApp, WebApp, Webhook
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ def create_app(settings: Settings | None = None) -> WebApp:
     flask.extensions["ghapp.redis"] = connection
     flask.register_blueprint(blueprint)
     flask.register_blueprint(jobs_blueprint)
+    flask.register_blueprint(metrics_blueprint)
+    flask.register_blueprint(dashboard_blueprint)
+    flask.extensions["ghapp.settings"] = settings
     register_error_handlers(flask)
     pushes = PushQueue(
         Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout

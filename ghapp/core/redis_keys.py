@@ -70,6 +70,24 @@ def report_fallback(installation_id: int) -> str:
     return f"{PREFIX}:report-fallback:{installation_id}"
 
 
+# The delivery history (ghapp/core/history.py): entry ids newest last, by time received.
+HISTORY_INDEX = f"{PREFIX}:history"
+HISTORY_REFUSED = f"{PREFIX}:history:refused"
+
+
+def history_entry(entry_id: str) -> str:
+    """One delivery's entry: what it was, how it was answered, what became of its jobs."""
+    return f"{PREFIX}:history:entry:{entry_id}"
+
+
+def history_events(entry_id: str) -> str:
+    return f"{PREFIX}:history:events:{entry_id}"
+
+
+# Counters and histograms every process adds to (ghapp/core/metrics.py).
+METRICS_COUNTERS = f"{PREFIX}:metrics:counters"
+METRICS_HISTOGRAMS = f"{PREFIX}:metrics:histograms"
+
 REDELIVERY_CURSOR = f"{PREFIX}:redelivery:cursor"
 REDELIVERY_LOCK = f"{PREFIX}:redelivery:lock"
 

@@ -28,6 +28,10 @@ SANDBOX_MODES = ("auto", "bwrap", "none")
 # How a processed push is shown on GitHub: a check run, a commit status, or not at all.
 REPORT_MODES = ("checks", "statuses", "none")
 DEFAULT_CHECK_NAME = "ghapp"
+DEFAULT_HISTORY_LIMIT = 10_000
+DEFAULT_RESULT_TTL = 7 * 24 * 3600
+DEFAULT_FAILURE_TTL = 30 * 24 * 3600
+LOG_FORMATS = ("text", "json")
 CHECK_NAME_MAX = 100  # characters; the name is shown in GitHub's checks list
 QUEUE_NAME = "ghapp"
 
@@ -69,6 +73,13 @@ class Settings:
     report: str = "checks"
     check_name: str = DEFAULT_CHECK_NAME
     public_url: str | None = None
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    result_ttl: int = DEFAULT_RESULT_TTL
+    failure_ttl: int = DEFAULT_FAILURE_TTL
+    # Basic auth of the dashboard (unset: no dashboard) and bearer token of /metrics.
+    dashboard_password: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
 
     def require_web(self) -> None:
         """Raise ConfigError unless the web process has what it needs."""
@@ -312,6 +323,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         report=_choice(env, "REPORT", REPORT_MODES),
         check_name=_check_name(env),
         public_url=_public_url(env),
+        history_limit=_int(env, "HISTORY_LIMIT", DEFAULT_HISTORY_LIMIT, minimum=100),
+        result_ttl=_int(env, "RESULT_TTL", DEFAULT_RESULT_TTL, minimum=60),
+        failure_ttl=_int(env, "FAILURE_TTL", DEFAULT_FAILURE_TTL, minimum=60),
+        dashboard_password=env.get("DASHBOARD_PASSWORD", "").strip() or None,
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
     )
 
 
