@@ -12,9 +12,9 @@ from ghapp.core.redis_connection import connect
 from ghapp.core.settings import Settings, environment, load_settings
 
 from .accept import PushQueue
+from .dashboard import blueprint as dashboard_blueprint
 from .errors import register_error_handlers
 from .health import blueprint
-from .dashboard import blueprint as dashboard_blueprint
 from .jobs import blueprint as jobs_blueprint
 from .metrics import blueprint as metrics_blueprint
 from .webhook import MAX_BODY, ASGIApp, WebApp, Webhook
