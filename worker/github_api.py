@@ -8,7 +8,7 @@ never carry a token or a JWT.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -125,10 +125,28 @@ def _message(response: requests.Response) -> str:
     return str(message)[:200] if message else response.reason or "no message"
 
 
+def answers(response: requests.Response) -> list[str]:
+    """The status of every answer one call got, in order: urllib3's retried ones (``"error"``
+    for an attempt that got none), then the last."""
+    retries = getattr(response.raw, "retries", None)
+    history = getattr(retries, "history", ()) or ()
+    earlier = [str(attempt.status) if attempt.status else "error" for attempt in history]
+    return [*earlier, str(response.status_code)]
+
+
 class GitHubAPI:
-    def __init__(self, api_url: str, http: requests.Session | None = None) -> None:
+    """``on_answer`` is told the status (``"201"``, or ``"error"`` when none came) of every
+    attempt; it must not raise."""
+
+    def __init__(
+        self,
+        api_url: str,
+        http: requests.Session | None = None,
+        on_answer: Callable[[str], None] | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self.http = http or session()
+        self.on_answer = on_answer
 
     def request(
         self,
@@ -151,10 +169,12 @@ class GitHubAPI:
                 timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
+            self._answered(["error"])
             raise Transient(
                 f"GitHub API at {self.api_url} unreachable ({type(exc).__name__}): "
                 "check GITHUB_API_URL and the network"
             ) from None
+        self._answered(answers(response))
         if response.status_code < 400:
             return response
         now = time.time()
@@ -175,6 +195,11 @@ class GitHubAPI:
         if response.status_code >= 500:
             raise Transient(message)
         raise GitHubRefused(message, response.status_code)
+
+    def _answered(self, statuses: list[str]) -> None:
+        if self.on_answer is not None:
+            for status in statuses:
+                self.on_answer(status)
 
     def create_installation_token(
         self,

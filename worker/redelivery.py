@@ -18,7 +18,7 @@ from redis.exceptions import LockError
 from rq import Queue, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from ghapp.core import redis_keys
+from ghapp.core import metrics, redis_keys
 
 from . import runtime
 
@@ -125,6 +125,7 @@ def redeliver_failed() -> dict[str, Any]:
                 )  # not asked after all: next run
                 raise
             asked.append(guid)
+            metrics.count_quietly(connection, "ghapp_redeliveries_requested_total")
             log.info("asked GitHub to redeliver %s (%s)", guid, item.get("event"))
         if items:
             connection.set(redis_keys.REDELIVERY_CURSOR, repr(max(delivered_at(i) for i in items)))

@@ -11,8 +11,12 @@ import os
 from dataclasses import dataclass, field
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from ghapp.core import metrics
 from ghapp.core.push_job import PushJob
+from ghapp.core.redis_connection import connect
 from ghapp.core.settings import Settings, environment, load_settings
 
 from .github_api import GitHubAPI, session
@@ -23,6 +27,9 @@ from .tokens import TokenSource, cache_cipher
 log = logging.getLogger("ghapp.worker")
 # Retries of a report call that never reached GitHub, or of a GET: about 2 s in all.
 REPORT_RETRIES = 2
+# Seconds a count of GitHub's answers may wait for Redis, tried once: a figure never holds up a
+# call to GitHub for long, even with Redis gone.
+METRICS_TIMEOUT = 1.0
 
 
 @dataclass
@@ -34,14 +41,17 @@ class Runtime:
     # (then ``sandbox_error`` says why, and jobs with a PROCESS_COMMAND fail with it).
     sandbox: Sandbox | None = field(init=False, default=None)
     sandbox_error: str | None = field(init=False, default=None)
+    _metrics_redis: redis.Redis | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.api = GitHubAPI(self.settings.api_url)
+        self.api = GitHubAPI(self.settings.api_url, on_answer=self.count_github_answer)
         # Reports: a POST that creates a check run, or a PATCH that adds annotations, is not
         # repeated blindly (a second check run, twice the annotations): reporting.py retries
         # what is safe to repeat.
         self.report_api = GitHubAPI(
-            self.settings.api_url, session(REPORT_RETRIES, frozenset({"GET"}))
+            self.settings.api_url,
+            session(REPORT_RETRIES, frozenset({"GET"})),
+            on_answer=self.count_github_answer,
         )
         settings = self.settings
         if not settings.process_command:
@@ -54,6 +64,17 @@ class Runtime:
             self.sandbox = choose(settings.sandbox, network=settings.sandbox_network, hidden=hidden)
         except SandboxUnavailable as exc:
             self.sandbox_error = str(exc)
+
+    def count_github_answer(self, status: str) -> None:
+        """Count one answer from GitHub's API (``status``: ``"201"``, ``"error"``) in Redis;
+        with no Redis, or Redis failing, it goes uncounted."""
+        if self._metrics_redis is None:
+            if not self.settings.redis_url:
+                return
+            client = connect(self.settings.redis_url, socket_timeout=METRICS_TIMEOUT)
+            client.set_retry(Retry(NoBackoff(), 0))
+            self._metrics_redis = client
+        metrics.count_quietly(self._metrics_redis, "ghapp_github_requests_total", status=status)
 
     def tokens(self, connection: redis.Redis) -> TokenSource:
         """The App's credentials, with the token cache in ``connection``."""

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.exceptions import LockError
 
-from ghapp.core import redis_keys
+from ghapp.core import metrics, redis_keys
 
 from .failures import RateLimited, Transient, waits_in_place
 from .github_api import ClockSkew, GitHubAPI
@@ -166,6 +166,7 @@ class TokenSource:
                     bearer, installation_id, repository_ids=repository_ids, permissions=permissions
                 )
             )
+            metrics.count_quietly(self.connection, "ghapp_token_mints_total")
             token = Token(
                 str(answer["token"]), parse_expiry(str(answer["expires_at"])), self.clock()
             )

@@ -9,6 +9,7 @@ pipeline or Lua script: they cost no round trip of their own.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 import redis
 
 from ghapp.core import redis_keys
+
+log = logging.getLogger("ghapp.metrics")
 
 # Seconds: a fetch takes from a fraction of a second to minutes, a job up to JOB_TIMEOUT.
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, math.inf)
@@ -28,6 +31,12 @@ COUNTERS = {
     "ghapp_token_mints_total": "Installation tokens minted.",
     "ghapp_github_requests_total": "Requests to GitHub's REST API, by status.",
     "ghapp_redeliveries_requested_total": "Failed deliveries GitHub was asked to redeliver.",
+}
+# name: its labels, in the order /metrics shows them.
+LABELS: dict[str, tuple[str, ...]] = {
+    "ghapp_webhooks_total": ("event", "outcome"),
+    "ghapp_jobs_total": ("outcome",),
+    "ghapp_github_requests_total": ("status",),
 }
 HISTOGRAMS = {
     "ghapp_job_duration_seconds": "Time from a job's start to its end.",
@@ -46,6 +55,17 @@ def count(
 ) -> None:
     """Add ``amount`` to a counter (in ``client``'s pipeline, if it is one)."""
     client.hincrby(redis_keys.METRICS_COUNTERS, counter_field(name, **labels), amount)
+
+
+def count_quietly(client: redis.Redis, name: str, amount: int = 1, **labels: str) -> bool:
+    """``count()`` at once, unless Redis fails (False then): no figure is worth failing a call
+    to GitHub or a job for."""
+    try:
+        count(client, name, amount, **labels)
+    except redis.RedisError as exc:
+        log.debug("%s not counted: Redis failed (%s)", name, type(exc).__name__)
+        return False
+    return True
 
 
 def observe(client: redis.Redis | redis.client.Pipeline, name: str, value: float) -> None:
