@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
-from ghapp.core.logs import configure_logging
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+from ghapp.core.logs import configure_logging, use_format
 from ghapp.core.process_secrets import protect_process
 from ghapp.core.settings import ConfigError, environment, load_settings
 
@@ -38,6 +41,19 @@ keepalive = 5
 errorlog = "-"
 
 
+class GhappLogger(Logger):
+    """gunicorn's own lines (and uvicorn's, which its workers send there) in LOG_FORMAT too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if _settings.log_format == "json":
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                use_format(handler, "json")
+
+
+logger_class = GhappLogger
+
+
 def on_starting(server: object) -> None:
     """Refuse to start, in one line, without the settings the web process needs."""
     try:
@@ -46,4 +62,4 @@ def on_starting(server: object) -> None:
     except ConfigError as exc:
         print(f"ghapp web: {exc}", file=sys.stderr)
         os._exit(2)
-    configure_logging(_settings.log_level)
+    configure_logging(_settings.log_level, _settings.log_format)

@@ -15,6 +15,8 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -325,6 +327,52 @@ def read_tail(process: subprocess.Popen[bytes], timeout: float | None) -> tuple[
     return tail, True
 
 
+@contextmanager
+def captured_output() -> Iterator[_Tail]:
+    """While the block runs, what this process writes to its standard output and error (a
+    PROCESSOR's prints, the programs it runs) goes into the tail yielded, not to the log.
+
+    Redirected at the file-descriptor level, into a pipe a thread reads: memory stays flat
+    whatever is written; the descriptors are restored afterwards."""
+    tail = _Tail()
+    read_end, write_end = os.pipe()
+    streams = (sys.stdout, sys.stderr)
+    for stream in streams:
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    reader = threading.Thread(target=_drain, args=(read_end, tail), daemon=True)
+    reader.start()
+    # Python's own streams write to the descriptors while the block runs, whatever they were.
+    replacements = [open(fd, "w", buffering=1, closefd=False, errors="replace") for fd in (1, 2)]  # noqa: SIM115
+    try:
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        sys.stdout, sys.stderr = replacements
+        yield tail
+    finally:
+        for stream in replacements:
+            with contextlib.suppress(Exception):
+                stream.close()
+        sys.stdout, sys.stderr = streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        # The pipe ends once nothing holds its writing end: a background child the step left
+        # behind may, so the tail is read for EXITED_GRACE seconds at most.
+        reader.join(EXITED_GRACE)
+        with contextlib.suppress(OSError):
+            os.close(read_end)
+
+
+def _drain(fd: int, tail: _Tail) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, READ_CHUNK):
+            tail.add(chunk)
+
+
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -359,14 +407,27 @@ def process(
     result: dict[str, Any] = {"summary": summarize(context.path, context.sha)}
     report = StepReport()
     if processor:
-        try:
-            value = load_processor(processor)(context)
-        except (Transient, ProcessingError):
-            raise
-        except Exception as exc:
-            reason = f"PROCESSOR {processor} raised {type(exc).__name__}: {exc}"
-            raise ProcessingError(reason, reason=reason.splitlines()[0]) from exc
+        function = load_processor(processor)
+        caught: Exception | None = None
+        with captured_output() as output:
+            try:
+                value = function(context)
+            except Exception as exc:
+                caught = exc
+        if isinstance(caught, ProcessingError):
+            caught.output = caught.output or _tail(output)
+            raise caught
+        if isinstance(caught, Transient):
+            raise caught
+        if caught is not None:
+            reason = f"PROCESSOR {processor} raised {type(caught).__name__}: {caught}"
+            raise ProcessingError(
+                f"{reason}; last output:\n{_tail(output)}" if output.data else reason,
+                reason=reason.splitlines()[0],
+                output=_tail(output),
+            ) from caught
         result["processor"] = value if _is_json(value) else repr(value)
+        result["processor_output"] = _tail(output)
         if isinstance(value, dict):
             report = from_mapping(value, "PROCESSOR's result")
     if command:

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
+from types import TracebackType
+from typing import Any
 
 import redis
 from rq import Queue
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
+from rq.timeouts import JobTimeoutException
 from rq.worker import HerokuWorker
 
+from ghapp.core.logs import remember_job
 from ghapp.core.redis_connection import connect, describe
 from ghapp.core.settings import ConfigError, Settings, check_private_key, private_key_file_warning
 
 # Imported here, before RQ forks a work horse per job, so each horse starts with the job's
 # modules (GitPython among them) already loaded instead of importing them again.
 from . import jobs, runtime
+from .failures import Permanent, Transient
 from .processing import ProcessingError, load_processor
 from .redelivery import schedule_next
 from .workspace import remove_abandoned
@@ -37,9 +43,54 @@ WORKER_TTL = 30
 REDIS_WAIT = 60  # seconds a starting worker waits for Redis before giving up
 
 
+LOGGED_TAIL_LINES = 10  # of a failed step's output, in its one log line
+LOGGED_TAIL_CHARS = 2000
+# What a job can fail with that ghapp foresaw: logged in one line, without RQ's traceback.
+FORESEEN = (Permanent, Transient, JobTimeoutException)
+
+
+class GhappJob(Job):
+    """RQ's job, noting the delivery of each job this process loads: RQ's own lines about the
+    job (taken, OK, failed) then say it, without a Redis round trip per line."""
+
+    def restore(self, raw_data: Any) -> Any:
+        restored = super().restore(raw_data)
+        if isinstance(self.meta, dict):
+            remember_job(self.id, self.meta.get("delivery"))
+        return restored
+
+
+def failure_line(job: Job, exc: BaseException) -> str:
+    """One line for a job that failed as ghapp foresaw: its reason, and its output's tail."""
+    reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    line = f"job {job.id} failed{'' if job.retries_left else ' for good'}: {reason}"
+    output = getattr(exc, "output", "") or ""
+    if output.strip():
+        tail = " ⏎ ".join(output.rstrip("\n").splitlines()[-LOGGED_TAIL_LINES:])
+        line += f"; output's tail: {tail[-LOGGED_TAIL_CHARS:]}"
+    return line
+
+
 class GhappWorker(HerokuWorker):
     """RQ's HerokuWorker (the horse ignores SIGTERM and is interrupted after a grace period),
-    with heartbeats that expire in seconds rather than RQ's minute."""
+    with heartbeats that expire in seconds rather than RQ's minute, and one log line (no
+    traceback) for a job that fails in a way ghapp foresaw."""
+
+    job_class = GhappJob
+
+    def handle_exception(
+        self,
+        job: Job,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        if not isinstance(exc, FORESEEN):
+            super().handle_exception(job, exc_type, exc, tb)  # RQ's line, with the traceback
+            return
+        delivery = job.meta.get("delivery") if isinstance(job.meta, dict) else None
+        log.error("%s", failure_line(job, exc), extra={"delivery": delivery or "-", "job": job.id})
+        call_exception_handlers(self._exc_handlers, job, exc_type, exc, tb)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         interval = self.job_monitoring_interval
@@ -69,6 +120,7 @@ def build_worker(settings: Settings) -> GhappWorker:
         maintenance_interval=MAINTENANCE_INTERVAL,
         worker_ttl=WORKER_TTL,
         work_horse_killed_handler=horse_killed,
+        job_class=GhappJob,
     )
     worker.imminent_shutdown_delay = settings.shutdown_grace
     return worker

@@ -366,3 +366,76 @@ def test_the_result_file_is_read_after_the_command(checkout: Path, event_path: P
         run('echo \'{"title": "1 error"}\' > "$GHAPP_RESULT_PATH"; exit 1', checkout, event_path)
     assert info.value.report.title == "1 error"
     assert info.value.exit_status == 1
+
+
+def processor_printing(context: PushContext) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    print("from print")
+    sys.stderr.write("from stderr\n")
+    os.write(1, b"from the descriptor\n")
+    subprocess.run(["echo", "from a child"], check=True)
+    return {"title": "printed"}
+
+
+def processor_printing_then_raising(context: PushContext) -> None:
+    print("about to fail")
+    raise RuntimeError("it broke")
+
+
+def processor_printing_a_lot(context: PushContext) -> None:
+    for n in range(20_000):
+        print(f"line {n:06d}")
+
+
+def test_a_processors_stdout_and_stderr_are_captured_into_the_result(
+    checkout: Path, event_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, report = process(
+        make_context(checkout),
+        processor=f"{__name__}:processor_printing",
+        command=None,
+        job_dir=JobDirectory(event_path.parent),
+        timeout=10,
+    )
+    output = result["processor_output"]
+    for line in ("from print", "from stderr", "from the descriptor", "from a child"):
+        assert line in output
+    assert result["processor"] == {"title": "printed"}
+    assert report.title == "printed"
+    # Nothing reached this process's own output, and its descriptors work again afterwards.
+    seen = capfd.readouterr()
+    assert "from print" not in seen.out + seen.err
+    print("after")
+    assert capfd.readouterr().out == "after\n"
+
+
+def test_a_failing_processors_output_tail_goes_with_its_error(
+    checkout: Path, event_path: Path
+) -> None:
+    with pytest.raises(ProcessingError) as info:
+        process(
+            make_context(checkout),
+            processor=f"{__name__}:processor_printing_then_raising",
+            command=None,
+            job_dir=JobDirectory(event_path.parent),
+            timeout=10,
+        )
+    assert info.value.output == "about to fail\n"
+    assert info.value.reason.endswith("raised RuntimeError: it broke")
+
+
+def test_a_processors_captured_output_keeps_only_its_tail(checkout: Path, event_path: Path) -> None:
+    result, _ = process(
+        make_context(checkout),
+        processor=f"{__name__}:processor_printing_a_lot",
+        command=None,
+        job_dir=JobDirectory(event_path.parent),
+        timeout=10,
+    )
+    output = result["processor_output"]
+    assert output.startswith("[… output truncated …]\n")
+    assert output.endswith("line 019999\n")
+    assert len(output.encode()) <= OUTPUT_LIMIT + 100
