@@ -45,7 +45,11 @@ def create_app(settings: Settings | None = None) -> WebApp:
     flask.extensions["ghapp.settings"] = settings
     register_error_handlers(flask)
     pushes = PushQueue(
-        Queue(settings.queue_name, connection=connection), job_timeout=settings.job_timeout
+        Queue(settings.queue_name, connection=connection),
+        job_timeout=settings.job_timeout,
+        result_ttl=settings.result_ttl,
+        failure_ttl=settings.failure_ttl,
+        history_limit=settings.history_limit,
     )
     webhook = Webhook(settings, connection, pushes)
     # a2wsgi's and Flask's type hints describe the same WSGI and ASGI calls in other words.

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from enum import Enum
 from string import Template
 
+import orjson
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
-from ghapp.core import redis_keys
+from ghapp.core import history, metrics, redis_keys
 from ghapp.core.push_job import FUNCTION as PUSH_JOB
 from ghapp.core.push_job import PushJob
 from ghapp.core.queueing import hard_timeout, retry_policy
@@ -40,22 +41,42 @@ PAYLOAD_GRACE = 60
 # this many, "*": each is processed.
 MAX_TIED = 8
 ENQUEUE_SCRIPT = Template("""
--- KEYS: ledger, payload, newest push of the branch, push, job hash, queue list, set of queues
+-- KEYS: ledger, payload, newest push of the branch, push, job hash, queue list, set of queues,
+--       history index, history entry, history events, metrics counters
 -- ARGV: job id, pushed_at, before, after, delivery, latest believable pushed_at, now,
 --       job data, description, meta, "1" for a re-run asked for on GitHub (not a push: it
---       neither is the branch's newest push nor a duplicate of the push it runs again)
+--       neither is the branch's newest push nor a duplicate of the push it runs again),
+--       history limit, history score, queued event, duplicate event, queued counter field,
+--       duplicate counter field, history entry id, entry fields (name, value, ...)
 local rerun = ARGV[11] == "1"
+$trim_history
+-- The delivery in the history (a delivery seen before gets an event only), and its count.
+local function remember(outcome, event, counter, ...)
+    redis.call("HINCRBY", KEYS[11], counter, 1)
+    if redis.call("EXISTS", KEYS[9]) == 0 then
+        redis.call("HSET", KEYS[9], "outcome", outcome, ...)
+        redis.call("HSET", KEYS[9], unpack(ARGV, 19))
+        redis.call("ZADD", KEYS[8], ARGV[13], ARGV[18])
+        trim_history(KEYS[8], tonumber(ARGV[12]))
+    end
+    redis.call("RPUSH", KEYS[10], event)
+    redis.call("LTRIM", KEYS[10], -$events_limit, -1)
+end
 if redis.call("EXISTS", KEYS[1]) == 1 then
     -- A redelivery: a payload this request stored goes (the accepted job's lives for days).
     local ttl = redis.call("TTL", KEYS[2])
     if ttl >= 0 and ttl <= $payload_grace then
         redis.call("DEL", KEYS[2])
     end
+    remember("duplicate", ARGV[15], ARGV[17], "status", "200")
     return 0
 end
 if not rerun and redis.call("EXISTS", KEYS[4]) == 1 then
     -- The same push under a delivery id never accepted: the payload is this delivery's own.
     redis.call("DEL", KEYS[2])
+    local first = redis.call("GET", KEYS[4])
+    remember("duplicate", ARGV[15], ARGV[17], "status", "200",
+        "reason", "the same push was accepted as delivery " .. tostring(first))
     return 0
 end
 -- Accepted only with its payload: a SET refused (out of memory) must leave no job behind.
@@ -162,6 +183,7 @@ redis.call("HSET", KEYS[5], "created_at", ARGV[7], "enqueued_at", ARGV[7], "data
     "description", ARGV[9], "meta", ARGV[10], $shared)
 redis.call("SADD", KEYS[7], KEYS[6])
 redis.call("RPUSH", KEYS[6], ARGV[1])
+remember("queued", ARGV[14], ARGV[16], "status", "202", "job_id", ARGV[1])
 return 1
 """)
 # The job hash's fields that differ from one push to the next; the script sets them.
@@ -177,9 +199,11 @@ KNOWN_JOB_FIELDS = frozenset(
         "ended_at",
         "enqueued_at",
         "failure_callback_name",
+        "failure_ttl",
         "group_id",
         "last_heartbeat",
         "origin",
+        "result_ttl",
         "retries_left",
         "retry_intervals",
         "started_at",
@@ -224,14 +248,25 @@ class PushQueue:
     Building a ``Job`` per delivery cost an eighth of an acknowledgement.
     """
 
-    def __init__(self, queue: Queue, *, job_timeout: int) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        job_timeout: int,
+        result_ttl: int | None = None,
+        failure_ttl: int | None = None,
+        history_limit: int = history.DEFAULT_LIMIT,
+    ) -> None:
         self.queue = queue
+        self.history_limit = history_limit
         prototype = queue.create_job(
             PUSH_JOB,
             kwargs={},
             timeout=hard_timeout(job_timeout),
             retry=retry_policy(),
             status=JobStatus.QUEUED,
+            result_ttl=result_ttl,
+            failure_ttl=failure_ttl,
         )
         prototype.enqueued_at = now()
         fields = prototype.to_dict()
@@ -249,17 +284,24 @@ class PushQueue:
             max_tied=MAX_TIED,
             zero=ZERO_SHA,
             shared=", ".join(shared),
+            trim_history=history.lua(history.TRIM_LUA),
+            events_limit=history.EVENTS_LIMIT,
         )
         self.connection = queue.connection
         self.script = self.connection.register_script(source)
         self.dumps = queue.serializer.dumps
 
-    def enqueue(self, push: PushJob, payload_json: bytes, *, app: str) -> str | None:
+    def enqueue(
+        self, push: PushJob, payload_json: bytes, *, app: str, action: str | None = None
+    ) -> str | None:
         """Enqueue ``push`` unless its delivery, or the same push of the same branch under
-        another delivery id, was accepted before; the job id, or None."""
+        another delivery id, was accepted before; the job id, or None. Either way the delivery
+        is in the history, and counted."""
         payload_key = redis_keys.payload(app, push.delivery)
         job_id = uuid.uuid4().hex
         kwargs = dataclasses.replace(push, payload_key=payload_key).to_kwargs()
+        received = time.time()
+        entry = history.entry_id(app, push.delivery)
         # RQ's job data is its serializer's (function, instance, args, kwargs); RQ compresses
         # it, and reads it back uncompressed as well: compressing would cost more than it saves.
         script_keys = (
@@ -270,7 +312,23 @@ class PushQueue:
             Job.key_for(job_id),
             self.queue.key,
             self.queue.redis_queues_keys,
+            redis_keys.HISTORY_INDEX,
+            redis_keys.history_entry(entry),
+            redis_keys.history_events(entry),
+            redis_keys.METRICS_COUNTERS,
         )
+        recorded = {
+            "id": entry,
+            "app": app,
+            "delivery": push.delivery,
+            "received_at": repr(received),
+            "event": push.event,
+            "action": action,
+            "repository": push.repository,
+            "ref": push.ref,
+            "sha": push.sha,
+            "push": orjson.dumps({k: v for k, v in kwargs.items() if k != "payload_key"}),
+        }
         script_args = (
             job_id,
             int(push.pushed_at),
@@ -281,8 +339,16 @@ class PushQueue:
             utcformat(now()),
             self.dumps((PUSH_JOB, None, (), kwargs)),
             f"{'re-run' if push.rerun else 'push'} {push.repository} {push.ref} {push.sha[:12]}",
-            self.dumps({"delivery": push.delivery}),
+            self.dumps({"delivery": push.delivery, "app": app}),
             "1" if push.rerun else "0",
+            self.history_limit,
+            int(received * 1000),
+            history.event("queued", at=received, status=202, job=job_id),
+            history.event("duplicate", at=received, status=200),
+            metrics.counter_field("ghapp_webhooks_total", event=push.event, outcome="queued"),
+            metrics.counter_field("ghapp_webhooks_total", event=push.event, outcome="duplicate"),
+            entry,
+            *(item for name, value in recorded.items() if value for item in (name, value)),
         )
         store = ("SET", payload_key, payload_json, "NX", "EX", PAYLOAD_GRACE)
         run = ("EVALSHA", self.script.sha, len(script_keys), *script_keys, *script_args)

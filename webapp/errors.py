@@ -64,6 +64,14 @@ def refusal(status: int, message: str) -> Answer:
     return json_answer(status, {"status": "error", "error": message})
 
 
+def refusal_reason(answer: Answer) -> str:
+    """The one-line reason a refusal gives (its JSON's ``error``)."""
+    try:
+        return str(orjson.loads(answer.body).get("error") or answer.status)
+    except (orjson.JSONDecodeError, AttributeError):
+        return str(answer.status)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def any_error(exc: Exception) -> Response:

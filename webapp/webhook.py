@@ -25,12 +25,23 @@ import redis
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ghapp.core import history, metrics
+from ghapp.core.logs import Throttled
 from ghapp.core.push_job import PushJob
 from ghapp.core.settings import Settings
 
 from .accept import PushQueue, record_installation
-from .deliveries import BadRequest, HeaderLookup, Ignored, InstallationChange, read_delivery
-from .errors import Answer, answer_for, json_answer, refusal
+from .deliveries import (
+    DELIVERY_RE,
+    EVENT_RE,
+    BadRequest,
+    Delivery,
+    HeaderLookup,
+    Ignored,
+    InstallationChange,
+    read_delivery,
+)
+from .errors import Answer, answer_for, json_answer, refusal, refusal_reason
 
 log = logging.getLogger("ghapp.web")
 PATH = "/webhook"
@@ -93,12 +104,71 @@ class Webhook:
         self.settings = settings
         self.connection = connection
         self.pushes = pushes
+        self.refusals = Throttled(log)
 
     def answer(self, headers: HeaderLookup, body: bytes) -> Answer:
         try:
             return self.handle(headers, body)
         except Exception as exc:  # every refusal and failure is mapped in one place
-            return answer_for(exc)
+            answer = answer_for(exc)
+            if 400 <= answer.status < 500:
+                self.refused(headers, answer)
+            return answer
+
+    def refused(self, headers: HeaderLookup | None, answer: Answer) -> None:
+        """Log a refusal (a line a second per reason at most) and keep it in the history's
+        capped list of refusals; Redis failing here changes no answer."""
+        reason = refusal_reason(answer)
+        delivery = (headers.get("X-GitHub-Delivery") or "").strip() if headers else ""
+        event = (headers.get("X-GitHub-Event") or "").strip() if headers else ""
+        delivery_id = delivery if DELIVERY_RE.fullmatch(delivery) else None
+        event_name = event if EVENT_RE.fullmatch(event) else None
+        self.refusals.warning(
+            f"{answer.status} {reason}",
+            "refused with %s: %s",
+            answer.status,
+            reason,
+            extra={"delivery": delivery_id or "-", "event": event_name},
+        )
+        try:
+            history.refused(
+                self.connection,
+                status=answer.status,
+                reason=reason,
+                delivery=delivery_id,
+                event_name=event_name,
+                counter=metrics.counter_field("ghapp_webhooks_total", event="-", outcome="refused"),
+            )
+        except redis.RedisError:
+            pass  # the refusal stands; only its record is lost
+
+    def remember(self, delivery: Delivery, outcome: str, reason: str | None = None) -> None:
+        """Keep an ignored or recorded delivery in the history, counted (pushes are kept by
+        the enqueue's own script); Redis failing here changes no answer: nothing was lost."""
+        payload = delivery.payload
+        action = payload.get("action")
+        repository = payload.get("repository")
+        full_name = repository.get("full_name") if isinstance(repository, dict) else None
+        try:
+            history.record(
+                self.connection,
+                app=delivery.app,
+                delivery=delivery.delivery,
+                fields={
+                    "event": delivery.event,
+                    "action": action if isinstance(action, str) else None,
+                    "repository": full_name if isinstance(full_name, str) else None,
+                    "status": 200,
+                    "outcome": outcome,
+                    "reason": reason,
+                },
+                limit=self.settings.history_limit,
+                counter=metrics.counter_field(
+                    "ghapp_webhooks_total", event=delivery.event, outcome=outcome
+                ),
+            )
+        except redis.RedisError as exc:
+            log.warning("could not record the delivery in the history: %s", type(exc).__name__)
 
     def handle(self, headers: HeaderLookup, body: bytes) -> Answer:
         settings = self.settings
@@ -113,15 +183,23 @@ class Webhook:
         extra = {"delivery": delivery.delivery, "event": delivery.event}
         if isinstance(outcome, Ignored):
             log.info("ignored: %s", outcome.reason, extra=extra)
+            self.remember(delivery, "ignored", outcome.reason)
             return json_answer(
                 200, {"status": "ignored", "reason": outcome.reason, "delivery": delivery.delivery}
             )
         if isinstance(outcome, InstallationChange):
             record_installation(self.connection, outcome)
             log.info("installation %s %s", outcome.installation_id, outcome.action, extra=extra)
+            self.remember(delivery, "recorded", f"installation {outcome.action}")
             return json_answer(200, {"status": "recorded", "delivery": delivery.delivery})
         assert isinstance(outcome, PushJob)
-        job_id = self.pushes.enqueue(outcome, delivery.payload_json, app=delivery.app)
+        action = delivery.payload.get("action") if outcome.rerun else None
+        job_id = self.pushes.enqueue(
+            outcome,
+            delivery.payload_json,
+            app=delivery.app,
+            action=action if isinstance(action, str) else None,
+        )
         if job_id is None:
             log.info("duplicate: already accepted", extra=extra)
             return json_answer(200, {"status": "duplicate", "delivery": delivery.delivery})
@@ -157,14 +235,16 @@ class WebApp:
             answer.headers.append(("Allow", "POST"))
         else:
             headers = request_headers(scope["headers"])
+            loop = asyncio.get_running_loop()
             try:
                 body = await read_body(headers, receive)
             except ClientGone:
                 return  # no one to answer
             except Exception as exc:
                 answer = answer_for(exc)
+                if 400 <= answer.status < 500:
+                    await loop.run_in_executor(self.deciding, self.webhook.refused, headers, answer)
             else:
-                loop = asyncio.get_running_loop()
                 answer = await loop.run_in_executor(
                     self.deciding, self.webhook.answer, headers, body
                 )

@@ -23,6 +23,7 @@ from .check_output import Facts, step_label, verdict
 from .checkout import Limits
 from .failures import DeadlinePassed, Permanent, RateLimited, waits_in_place
 from .fetch_policy import fetch_with_retries
+from .job_history import note_again, note_end, note_started
 from .processing import ProcessingError, ProcessingTimedOut, PushContext, process
 from .reporting import Reporter
 from .step_report import line_counter
@@ -50,6 +51,7 @@ def run_push(push: PushJob) -> dict[str, Any]:
     identity = push.identity
     remove_abandoned()
     reporter = rt.reporter(connection, push, job_id=job.id)
+    note_started(job, push)
     # A re-run asked for from GitHub processes its commit whatever the branch did since.
     supersede = settings.supersede_pushes and not push.rerun
     try:
@@ -113,10 +115,12 @@ def _facts(push: PushJob, state: str, **details: Any) -> Facts:
 
 
 def _report(job: Job, reporter: Reporter, facts: Facts, **kwargs: Any) -> dict[str, Any]:
-    """Complete the job's check run; what was reported is kept with the job."""
+    """Complete the job's check run; what was reported is kept with the job, and the job's end
+    in its delivery's history."""
     report = reporter.finished(verdict(facts, **kwargs))
     job.meta["report"] = report
     job.save_meta()
+    note_end(job, PushJob.from_kwargs(job.kwargs), facts, report)
     return report
 
 
@@ -124,9 +128,10 @@ def _end_unless_retried(
     job: Job, push: PushJob, reporter: Reporter, exc: Exception, *, state: str = "cancelled"
 ) -> None:
     """A job RQ runs again keeps its check run in progress; one that failed for good ends it."""
-    if job.retries_left:
-        return
     reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if job.retries_left:
+        note_again(job, push, "retried", reason)
+        return
     log.error("failed for good: %s", reason)
     job_timeout = runtime.current().settings.job_timeout
     _report(job, reporter, _facts(push, state, reason=reason, job_timeout=job_timeout))
@@ -138,7 +143,8 @@ def report_killed(job: Job, status: int) -> None:
         push = PushJob.from_kwargs(job.kwargs)
         reporter = runtime.current().reporter(job.connection, push, job_id=job.id)
         reason = f"the process running the job was killed (status {status}), its last attempt"
-        reporter.finished(verdict(_facts(push, "cancelled", reason=reason)))
+        facts = _facts(push, "cancelled", reason=reason)
+        note_end(job, push, facts, reporter.finished(verdict(facts)))
     except Exception as exc:  # the worker goes on whatever reporting does
         log.warning("could not report the killed job %s: %s", job.id, type(exc).__name__)
 
@@ -240,6 +246,9 @@ def _reschedule(job: Job, exc: RateLimited, identity: dict[str, str]) -> dict[st
         description=job.description,
         meta=job.meta,
         retry=retry_policy(),
+        result_ttl=job.result_ttl,
+        failure_ttl=job.failure_ttl,
     )
     log.warning("%s: job %s will run in %.0f s", exc, again.id, wait)
+    note_again(job, PushJob.from_kwargs(job.kwargs), "rescheduled", str(exc), again=again.id)
     return {"status": "rescheduled", "job_id": again.id, "in_seconds": round(wait), **identity}

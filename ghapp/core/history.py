@@ -42,14 +42,18 @@ end
 RECORD_SCRIPT = (
     TRIM_LUA
     + """
--- KEYS: index, entry, events   ARGV: id, score, limit, event JSON, field, value, ...
+-- KEYS: index, entry, events, counters
+-- ARGV: id, score, limit, event JSON, counter field ("": none), field, value, ...
+if ARGV[5] ~= "" then
+    redis.call("HINCRBY", KEYS[4], ARGV[5], 1)
+end
 if redis.call("EXISTS", KEYS[2]) == 1 then
     -- A delivery seen before (a redelivery answered duplicate): its entry keeps what it was.
     redis.call("RPUSH", KEYS[3], ARGV[4])
     redis.call("LTRIM", KEYS[3], -$events_limit, -1)
     return 0
 end
-redis.call("HSET", KEYS[2], unpack(ARGV, 5))
+redis.call("HSET", KEYS[2], unpack(ARGV, 6))
 redis.call("RPUSH", KEYS[3], ARGV[4])
 redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
 trim_history(KEYS[1], tonumber(ARGV[3]))
@@ -105,8 +109,10 @@ def record(
     fields: Mapping[str, Any],
     limit: int = DEFAULT_LIMIT,
     received_at: float | None = None,
+    counter: str = "",
 ) -> bool:
-    """Add a delivery's entry (for a delivery seen before, only an event); False then."""
+    """Add a delivery's entry (for a delivery seen before, only an event); False then. A
+    ``counter`` field (``metrics.counter_field``) is moved by one in the same call."""
     at = time.time() if received_at is None else received_at
     identifier = entry_id(app, delivery)
     state = str(fields.get("outcome", "answered"))
@@ -116,12 +122,14 @@ def record(
         redis_keys.HISTORY_INDEX,
         redis_keys.history_entry(identifier),
         redis_keys.history_events(identifier),
+        redis_keys.METRICS_COUNTERS,
     ]
     args: list[str | int] = [
         identifier,
         int(at * 1000),
         limit,
         event(state, at=at, status=fields.get("status")),
+        counter,
         *_flat(values),
     ]
     return bool(script(keys=keys, args=args))
@@ -148,8 +156,9 @@ def refused(
     reason: str,
     delivery: str | None,
     event_name: str | None,
+    counter: str = "",
 ) -> None:
-    """Note a refused delivery in the capped list of refusals."""
+    """Note a refused delivery in the capped list of refusals (and move ``counter``)."""
     item = json.dumps(
         {
             "at": round(time.time(), 3),
@@ -163,6 +172,8 @@ def refused(
     with connection.pipeline(transaction=False) as pipe:
         pipe.lpush(redis_keys.HISTORY_REFUSED, item)
         pipe.ltrim(redis_keys.HISTORY_REFUSED, 0, REFUSED_LIMIT - 1)
+        if counter:
+            pipe.hincrby(redis_keys.METRICS_COUNTERS, counter, 1)
         pipe.execute()
 
 

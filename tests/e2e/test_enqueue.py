@@ -30,7 +30,7 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     connection = redis.Redis.from_url(own_redis_url)
     # A queue name that would break out of a Lua string if it were not escaped.
     queue = Queue('q"]]\\\n--', connection=connection)
-    pushes = PushQueue(queue, job_timeout=60)
+    pushes = PushQueue(queue, job_timeout=60, result_ttl=7 * 86400, failure_ttl=30 * 86400)
     change = push_job()
     job_id = pushes.enqueue(change, b'{"ref": "refs/heads/main"}', app=APP)
     assert job_id is not None
@@ -44,9 +44,11 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
         kwargs=kwargs,
         timeout=hard_timeout(60),
         description=f"push {change.repository} {change.ref} {change.sha[:12]}",
-        meta={"delivery": change.delivery},
+        meta={"delivery": change.delivery, "app": APP},
         retry=retry_policy(),
         status=JobStatus.QUEUED,
+        result_ttl=7 * 86400,
+        failure_ttl=30 * 86400,
     )
     reference.enqueued_at = reference.created_at
     reference.save()  # what RQ itself writes for this job
@@ -62,7 +64,9 @@ def test_the_job_hash_is_the_one_rq_writes_and_rq_reads_it_back(own_redis_url: s
     assert job.func_name == PUSH_JOB
     assert job.args == [] or job.args == ()
     assert job.kwargs == kwargs
-    assert job.meta == {"delivery": change.delivery}
+    assert job.meta == {"delivery": change.delivery, "app": APP}
+    # RESULT_TTL and FAILURE_TTL: kept a week, failures a month.
+    assert (job.result_ttl, job.failure_ttl) == (7 * 86400, 30 * 86400)
     assert job.timeout == hard_timeout(60)
     assert job.retries_left == len(RETRY_INTERVALS)
     assert job.retry_intervals == list(RETRY_INTERVALS)
