@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> WebApp:
     settings.require_web()
     settings.require_redis()
     assert settings.redis_url is not None
-    flask = Flask(__name__)
+    flask = Flask(__name__, static_folder=None)  # the dashboard serves its own, behind auth
     flask.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     connection = connect(settings.redis_url, socket_timeout=2.0)
     flask.extensions["ghapp.redis"] = connection
