@@ -1,16 +1,28 @@
-"""The ``ghapp`` command: serve | web | worker | send | demo."""
+"""The ``ghapp`` command: serve | web | worker | send | demo, and for an operator: deliveries |
+retry, against REDIS_URL or the embedded Redis of a ``ghapp serve`` running here."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import re
+import shutil
 import sys
+import time
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import redis
+
+from ghapp.core import history
 from ghapp.core.logs import configure_logging
 from ghapp.core.process_secrets import handoff, protect_process, withheld
+from ghapp.core.redis_connection import connect, describe
 from ghapp.core.settings import (
     ConfigError,
     Settings,
@@ -19,11 +31,23 @@ from ghapp.core.settings import (
     load_settings,
     private_key_file_warning,
 )
-from ghapp.embedded_redis import EmbeddedRedisError
+from ghapp.embedded_redis import URL_FILE, EmbeddedRedisError, running_url
+
+DEFAULT_DATA_DIR = ".ghapp"
 
 
 def _settings() -> Settings:
     return load_settings(environment())
+
+
+def require_git(env: Mapping[str, str]) -> None:
+    """The worker runs git: without it, say so in one line (GitPython would at import, in 60)."""
+    git = env.get("GIT_PYTHON_GIT_EXECUTABLE", "").strip() or "git"
+    if not shutil.which(git, path=env.get("PATH", os.defpath)):
+        raise ConfigError(
+            f"{git} is not on PATH: install git (e.g. apt-get install git), "
+            "or set GIT_PYTHON_GIT_EXECUTABLE to its path"
+        )
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -46,10 +70,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    require_git(os.environ)  # before worker's imports: GitPython fails at import without git
     from worker.run import run_worker
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     run_worker(settings, burst=args.burst)
     return 0
 
@@ -62,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require_worker()
     assert settings.private_key
     check_private_key(settings.private_key)
-    configure_logging(settings.log_level)
+    require_git(os.environ)
+    configure_logging(settings.log_level, settings.log_format)
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         logging.getLogger("ghapp.serve").warning(warning)
@@ -106,13 +132,170 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def operator_redis(settings: Settings, data_dir: Path) -> redis.Redis:
+    """Redis for the operator's commands: REDIS_URL, else the embedded one of the ``ghapp
+    serve`` running with ``data_dir``; ConfigError in one line if neither answers."""
+    url = settings.redis_url or running_url(data_dir / "redis")
+    if not url:
+        raise ConfigError(
+            f"REDIS_URL is not set and no ghapp serve is running with {data_dir} "
+            f"(no {data_dir / 'redis' / URL_FILE}): start `ghapp serve` here, or set REDIS_URL"
+        )
+    connection = connect(url)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        where = "REDIS_URL" if settings.redis_url else f"the embedded Redis of {data_dir}"
+        raise ConfigError(
+            f"{where} ({describe(url)}) does not answer ({type(exc).__name__}): "
+            "is Redis (or ghapp serve) running?"
+        ) from None
+    return connection
+
+
+DURATION_RE = re.compile(r"(\d+)([smhd])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> int:
+    """``30m``, ``1h``, ``2d`` in seconds; ConfigError in one line otherwise."""
+    match = DURATION_RE.fullmatch(raw.strip())
+    if not match or int(match[1]) == 0:
+        raise ConfigError(f"--since {raw!r} is not a duration: give e.g. 30m, 1h or 2d")
+    return int(match[1]) * UNIT_SECONDS[match[2]]
+
+
+OUTCOMES = (*history.DELIVERY_OUTCOMES, *history.JOB_STATES)
+# The table of ``ghapp deliveries``: heading, and the width past which a cell is cut (None:
+# never cut: a delivery id is copied from it into ``ghapp retry``).
+COLUMNS: tuple[tuple[str, int | None], ...] = (
+    ("TIME", None),
+    ("DELIVERY", None),
+    ("EVENT", 18),
+    ("REPOSITORY", 32),
+    ("REF", 20),
+    ("SHA", 7),
+    ("STATE", None),
+    ("REASON", 100),
+)
+
+
+def _row(entry: Mapping[str, Any]) -> list[str]:
+    at = entry.get("received_at") or entry.get("at")
+    when = datetime.fromtimestamp(float(at)).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+    event = str(entry.get("event") or "-")
+    if entry.get("action"):
+        event += f".{entry['action']}"
+    ref = str(entry.get("ref") or "-").removeprefix("refs/heads/")
+    state = str(entry.get("job_state") or entry.get("outcome") or "-")
+    reason = entry.get("error") or entry.get("reason") or ""
+    if entry.get("status") and state == "refused":
+        reason = f"{entry['status']} {reason}"
+    return [
+        when,
+        str(entry.get("delivery") or "-"),
+        event,
+        str(entry.get("repository") or "-"),
+        ref,
+        str(entry.get("sha") or "-")[:7],
+        state,
+        " ".join(str(reason).split()),
+    ]
+
+
+def _table(entries: list[dict[str, Any]]) -> str:
+    rows = [[name for name, _ in COLUMNS], *(_row(e) for e in entries)]
+    for row in rows:
+        for n, (_, cut) in enumerate(COLUMNS):
+            if cut is not None and len(row[n]) > cut:
+                row[n] = row[n][: cut - 1] + "…"
+    widths = [max(len(row[n]) for row in rows) for n in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    if args.outcome and args.outcome not in OUTCOMES:
+        raise ConfigError(f"--outcome {args.outcome!r} is not one of {', '.join(OUTCOMES)}")
+    if args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} is too small: give at least 1")
+    settings = _settings()
+    connection = operator_redis(settings, Path(args.data_dir))
+    entries = history.recent(
+        connection,
+        args.limit,
+        repository=args.repository,
+        outcome=args.outcome,
+        event_name=args.event,
+    )
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry, sort_keys=True))
+    elif entries:
+        print(_table(entries))
+    else:
+        print("no deliveries recorded (with these filters)", file=sys.stderr)
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from ghapp.core import retry
+
+    if bool(args.deliveries) == bool(args.failed):
+        raise ConfigError("give delivery ids, or --failed (not both): e.g. ghapp retry --failed")
+    if args.since and not args.failed:
+        raise ConfigError("--since goes with --failed: e.g. ghapp retry --failed --since 1h")
+    since = time.time() - parse_duration(args.since) if args.since else None
+    settings = _settings()
+    connection = operator_redis(settings, Path(args.data_dir))
+    errors = 0
+    if args.failed:
+        found = history.recent(connection, settings.history_limit, outcome="failed", since=since)
+        entries = [entry for entry in found if entry.get("job_state") == "failed"]
+        if not entries:
+            print("no failed deliveries" + (f" in the last {args.since}" if since else ""))
+    else:
+        entries = []
+        for delivery in dict.fromkeys(args.deliveries):
+            matching = history.find(connection, delivery)
+            if not matching:
+                print(
+                    f"ghapp retry: delivery {delivery} is not in the history: "
+                    "see `ghapp deliveries` for the ids kept",
+                    file=sys.stderr,
+                )
+                errors += 1
+            entries += matching
+    for entry in entries:
+        try:
+            again = retry.queue_again(
+                connection,
+                entry,
+                queue_name=settings.queue_name,
+                job_timeout=settings.job_timeout,
+                result_ttl=settings.result_ttl,
+                failure_ttl=settings.failure_ttl,
+                history_limit=settings.history_limit,
+            )
+        except retry.NotRetryable as exc:
+            print(f"ghapp retry: {exc}", file=sys.stderr)
+            errors += 1
+            continue
+        print(f"{entry.get('delivery')} -> {again.delivery}, job {again.job_id}")
+    return 1 if errors else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="ghapp", description="A webhook-driven GitHub App server (settings: see README)."
     )
     sub = top.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run Redis (embedded unless REDIS_URL), web and workers")
-    serve.add_argument("--data-dir", default=".ghapp", help="where the embedded Redis keeps data")
+    serve.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="where the embedded Redis keeps data"
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("web", help="run the web process (gunicorn) alone").set_defaults(func=cmd_web)
     worker = sub.add_parser("worker", help="run one worker process alone")
@@ -126,6 +309,21 @@ def parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
     sub.add_parser("demo", help="the whole path on this machine, against a GitHub simulator")
     sub.choices["demo"].set_defaults(func=cmd_demo)
+    data_dir_help = "the data directory of the ghapp serve whose Redis to use if REDIS_URL is unset"
+    deliveries = sub.add_parser("deliveries", help="the deliveries answered, newest first")
+    deliveries.add_argument("--outcome", help=f"one of {', '.join(OUTCOMES)}")
+    deliveries.add_argument("--repository", help="OWNER/NAME")
+    deliveries.add_argument("--event", help="e.g. push")
+    deliveries.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    deliveries.add_argument("--json", action="store_true", help="one JSON object a line")
+    deliveries.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=data_dir_help)
+    deliveries.set_defaults(func=cmd_deliveries)
+    again = sub.add_parser("retry", help="queue fresh jobs for the pushes of deliveries")
+    again.add_argument("deliveries", nargs="*", metavar="DELIVERY")
+    again.add_argument("--failed", action="store_true", help="every delivery whose job failed")
+    again.add_argument("--since", help="with --failed: only those of the last 30m, 1h, 2d...")
+    again.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=data_dir_help)
+    again.set_defaults(func=cmd_retry)
     return top
 
 

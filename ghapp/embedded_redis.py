@@ -4,6 +4,8 @@ It listens only on a Unix socket in a 0700 directory (no other local user can re
 tokens), requires a password made anew at each start (given to redis-server on its standard
 input, never on a command line), keeps its data in an append-only file, so a restart loses no
 queued job, and refuses writes rather than evict anything once it holds ``maxmemory_mb``.
+While it runs, its URL is in ``url`` in the data directory (0600, in a 0700 directory, beside
+the data it protects), where ``ghapp deliveries``, ``ghapp retry`` and ``rq info`` find it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ import redis
 
 class EmbeddedRedisError(Exception):
     pass
+
+
+URL_FILE = "url"  # in the data directory, while the server runs
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis running with ``data_dir``, if one is (as it wrote it)."""
+    try:
+        return (Path(data_dir) / URL_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def redis_server_binary() -> str:
@@ -139,7 +152,15 @@ class EmbeddedRedis:
                     ) from None
                 time.sleep(0.02)
         client.close()
+        self._write_url()
         return self.url
+
+    def _write_url(self) -> None:
+        path = self.data_dir / URL_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.url + "\n")
 
     def _claim_data_dir(self) -> None:
         """One server per data directory: a second would write the same append-only file."""
@@ -187,6 +208,7 @@ class EmbeddedRedis:
                 self.process.wait()
         self.process = None
         if self._lock is not None:
+            (self.data_dir / URL_FILE).unlink(missing_ok=True)
             self._lock.close()  # the data directory is free for another server
             self._lock = None
         if self._own_socket_dir and self._socket_dir:

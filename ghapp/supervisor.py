@@ -1,7 +1,8 @@
 """``ghapp serve``: Redis (embedded unless REDIS_URL is set), the web process and N workers.
 
 Each child runs in its own process group and dies with this process; a child that exits on its
-own is started again; SIGINT or SIGTERM stops all of them, gracefully, then for good. Children
+own is started again; SIGINT or SIGTERM stops all of them, gracefully (a second one: at once,
+the interrupted jobs run again at the next start), then for good. Children
 get their secrets (the App's key, the webhook secret, the Redis URL) on a pipe, never in their
 environment.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,8 +25,9 @@ from typing import IO
 
 from ghapp.core.child_processes import signal_on_parent_death
 from ghapp.core.process_secrets import handoff, is_secret, withheld
+from ghapp.core.redis_connection import describe
 from ghapp.core.settings import Settings
-from ghapp.embedded_redis import EmbeddedRedis
+from ghapp.embedded_redis import URL_FILE, EmbeddedRedis
 
 log = logging.getLogger("ghapp.serve")
 GRACE_SECONDS = 30  # as on Heroku: SIGTERM, then SIGKILL 30 s later
@@ -73,12 +77,73 @@ class Stop(Exception):
     pass
 
 
+class StopNow(Exception):
+    """A second SIGINT or SIGTERM while stopping: kill everything at once."""
+
+
 class ChildFailed(Exception):
     pass
 
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
+
+
+def _raise_stop_now(signum: int, frame: object) -> None:
+    raise StopNow
+
+
+def kill_all(running: list[Child]) -> None:
+    """SIGKILL every child's process group now (their jobs run again at the next start)."""
+    for child in running:
+        if child.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)
+    for child in running:
+        if child.process is not None:
+            child.process.wait()
+
+
+def base_url(settings: Settings) -> str:
+    """Where this machine's users reach the web process (PUBLIC_URL when set)."""
+    if settings.public_url:
+        return settings.public_url
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def where(settings: Settings, data_dir: Path) -> list[str]:
+    """What ``ghapp serve`` says once it answers: its addresses, and how to reach its Redis
+    (never a password: the embedded one's URL is read from its file by the command shown)."""
+    base = base_url(settings)
+    dashboard = (
+        "Basic auth, any user name, the password DASHBOARD_PASSWORD"
+        if settings.dashboard_password
+        else "off: set DASHBOARD_PASSWORD to turn it on"
+    )
+    metrics = "bearer token METRICS_TOKEN" if settings.metrics_token else "open: set METRICS_TOKEN"
+    if settings.redis_url:
+        redis = f'rq info -u "$REDIS_URL"   (Redis at {describe(settings.redis_url)})'
+    else:
+        url_file = shlex.quote(str(data_dir / "redis" / URL_FILE))
+        redis = f'rq info -u "$(cat {url_file})"   (the embedded Redis; its URL holds its password)'
+    return [
+        f"webhook:    {base}/webhook",
+        f"dashboard:  {base}/dashboard ({dashboard})",
+        f"metrics:    {base}/metrics ({metrics})",
+        f"Redis:      {redis}",
+        "deliveries: ghapp deliveries; run a push again: ghapp retry DELIVERY; Ctrl-C stops",
+    ]
+
+
+def answers(settings: Settings) -> bool:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    host = "::1" if host == "::" else host
+    try:
+        with socket.create_connection((host, settings.port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def children(settings: Settings, env: Mapping[str, str], secrets: Mapping[str, str]) -> list[Child]:
@@ -125,14 +190,14 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
         running = children(settings, env, secrets)
         for child in running:
             child.start()
-        log.info(
-            "ghapp serving webhooks at http://%s:%s/webhook with %s worker(s); Ctrl-C stops",
-            settings.host,
-            settings.port,
-            settings.workers,
-        )
+        announced = False
         while True:
             time.sleep(0.5)
+            if not announced and answers(settings):
+                announced = True
+                log.info("ghapp serving with %s worker(s)", settings.workers)
+                for line in where(settings, data_dir):
+                    log.info("%s", line)
             if embedded is not None and embedded.process is not None:
                 redis_status = embedded.process.poll()
                 if redis_status is not None:
@@ -159,14 +224,22 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
                     time.sleep(RESTART_DELAY)
                     child.start()
     except Stop:
-        log.info("stopping")
+        log.info("stopping: running jobs get SHUTDOWN_GRACE seconds to end (Ctrl-C again: now)")
     except ChildFailed as exc:
         log.error("%s; stopping", exc)
         status = 1
     finally:
+        signal.signal(signal.SIGINT, _raise_stop_now)
+        signal.signal(signal.SIGTERM, _raise_stop_now)
+        try:
+            stop_all(running)
+        except StopNow:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            log.warning("stopping at once: the interrupted jobs run again at the next start")
+            kill_all(running)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_all(running)
         if embedded is not None:
             embedded.stop()
         for signum, handler in previous.items():

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.support import (
     ROOT,
     Process,
     child_env,
+    command_lines,
     ghapp,
     process_children,
     running,
@@ -303,3 +305,175 @@ def _ok(url: str) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
+
+
+def test_a_worker_without_git_exits_at_once_with_one_line(
+    tmp_path: Path, app_key: tuple[bytes, bytes]
+):
+    settings = {
+        "REDIS_URL": "redis://127.0.0.1:1",
+        "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY": app_key[0].decode(),
+        "PATH": str(tmp_path),  # no git there
+    }
+    done = run(["worker"], child_env(settings), tmp_path, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("ghapp worker: git is not on PATH: install git")
+
+
+def test_deliveries_and_retry_without_redis_say_what_to_do_in_one_line(tmp_path: Path):
+    for command in (["deliveries"], ["retry", "--failed"]):
+        done = run(command, child_env({}), tmp_path, timeout=30)
+        assert done.returncode == 2
+        (line,) = done.stderr.strip().splitlines()
+        assert "start `ghapp serve` here, or set REDIS_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["retry", "--failed", "--since", "5x"], "--since '5x' is not a duration"),
+        (["retry"], "give delivery ids, or --failed"),
+        (["retry", "abc", "--since", "1h"], "--since goes with --failed"),
+        (["deliveries", "--outcome", "lost"], "--outcome 'lost' is not one of queued"),
+    ],
+)
+def test_operator_commands_refuse_bad_arguments_in_one_line(arguments, says, tmp_path: Path):
+    done = run(arguments, child_env({}), tmp_path, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert says in line
+
+
+def test_serve_says_where_everything_is_and_deliveries_and_retry_use_its_redis(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    port = free_port()
+    env = serve_env(tmp_path, simulator, app_key, port)
+    env["DASHBOARD_PASSWORD"] = "dashboard-sekrit"
+    serve = Process("serve", ghapp(["serve"]), env, tmp_path, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    operator = child_env({})  # no REDIS_URL: the commands find serve's embedded Redis
+    try:
+        wait_for(lambda: "Redis:" in serve.output(), 30, "ghapp serve to say where it is")
+        said = serve.output()
+        assert f"webhook:    http://127.0.0.1:{port}/webhook" in said
+        assert f"http://127.0.0.1:{port}/dashboard (Basic auth" in said
+        assert f"http://127.0.0.1:{port}/metrics (open: set METRICS_TOKEN)" in said
+        url_file = tmp_path / ".ghapp" / "redis" / "url"
+        assert 'rq info -u "$(cat .ghapp/redis/url)"' in said
+        assert "dashboard-sekrit" not in said
+        assert url_file.read_text().strip() not in said  # the URL holds Redis's password
+        assert oct(url_file.stat().st_mode & 0o777) == "0o600"
+        # The command serve printed works as printed.
+        rq_info = subprocess.run(
+            said.split("Redis:", 1)[1].split("   (", 1)[0].strip(),
+            shell=True,
+            cwd=tmp_path,
+            env=operator,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert rq_info.returncode == 0, rq_info.stderr
+        assert "ghapp" in rq_info.stdout
+
+        repo = simulator.create_repository(
+            f"octo-org/deliveries-{uuid.uuid4().hex[:6]}",
+            installation_id=INSTALLATION_ID,
+            files={"README.md": "listed\n"},
+        )
+        payload = simulator.push_payload(
+            repo.full_name, before=None, after=simulator.branch_tip(repo.full_name)
+        )
+        delivery = str(uuid.uuid4())
+        answer = signed_post(url + "/webhook", payload, secret=b"from-dotenv", delivery=delivery)
+        assert answer.status_code == 202, answer.text
+
+        def processed() -> dict | None:
+            done = run(["deliveries", "--json", "--outcome", "processed"], operator, tmp_path)
+            assert done.returncode == 0, done.stderr
+            entries = [json.loads(line) for line in done.stdout.splitlines()]
+            return next((e for e in entries if e["delivery"] == delivery), None)
+
+        entry = wait_for(processed, 60, "the delivery to be listed as processed")
+        assert entry["repository"] == repo.full_name
+        table = run(["deliveries", "--repository", repo.full_name], operator, tmp_path)
+        assert table.returncode == 0, table.stderr
+        heading, row = table.stdout.splitlines()
+        assert heading.split() == [
+            "TIME", "DELIVERY", "EVENT", "REPOSITORY", "REF", "SHA", "STATE", "REASON"
+        ]  # fmt: skip
+        assert delivery in row
+        assert entry["sha"][:7] in row
+        assert " main " in row
+        assert "processed" in row
+
+        again = run(["retry", delivery, "no-such-delivery"], operator, tmp_path)
+        assert again.returncode == 1
+        (printed,) = again.stdout.splitlines()
+        assert re.fullmatch(rf"{delivery} -> {delivery}-again-[0-9a-f]{{8}}, job \S+", printed)
+        (error,) = again.stderr.splitlines()
+        assert error.startswith("ghapp retry: delivery no-such-delivery is not in the history")
+        new_delivery = printed.split(" -> ")[1].split(",")[0]
+        wait_for(
+            lambda: (
+                new_delivery
+                in run(["deliveries", "--outcome", "processed"], operator, tmp_path).stdout
+            ),
+            60,
+            "the retried push to be processed",
+        )
+        none_failed = run(["retry", "--failed", "--since", "1h"], operator, tmp_path)
+        assert none_failed.returncode == 0, none_failed.stderr
+        assert none_failed.stdout.strip() == "no failed deliveries in the last 1h"
+    finally:
+        serve.popen.send_signal(signal.SIGTERM)
+        serve.popen.wait(60)
+        serve.stop()
+    assert not url_file.exists()  # removed with the server
+
+
+def test_a_second_ctrl_c_stops_serve_at_once(
+    simulator: GitHubSimulator, app_key: tuple[bytes, bytes], tmp_path: Path
+):
+    port = free_port()
+    env = serve_env(tmp_path, simulator, app_key, port)
+    env.update({"PROCESS_COMMAND": "sleep 120", "SHUTDOWN_GRACE": "100", "JOB_TIMEOUT": "200"})
+    serve = Process("serve", ghapp(["serve"]), env, tmp_path, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "Redis:" in serve.output(), 30, "ghapp serve to start")
+        repo = simulator.create_repository(
+            f"octo-org/ctrl-c-{uuid.uuid4().hex[:6]}",
+            installation_id=INSTALLATION_ID,
+            files={"README.md": "slow\n"},
+        )
+        payload = simulator.push_payload(
+            repo.full_name, before=None, after=simulator.branch_tip(repo.full_name)
+        )
+        assert signed_post(url + "/webhook", payload, secret=b"from-dotenv").status_code == 202
+        wait_for(
+            lambda: any(b"sleep\x00120" in line for line in command_lines().values()),
+            60,
+            "the job's command to run",
+        )
+        family = descendants(serve.pid)
+        serve.popen.send_signal(signal.SIGINT)
+        wait_for(lambda: "Ctrl-C again: now" in serve.output(), 10, "serve to start stopping")
+        time.sleep(1)
+        assert serve.alive()  # the job has SHUTDOWN_GRACE seconds to end
+        started = time.monotonic()
+        serve.popen.send_signal(signal.SIGINT)
+        serve.popen.wait(20)
+        assert time.monotonic() - started < 15
+        assert "stopping at once" in serve.output()
+    finally:
+        serve.stop()
+    # What the killed workers ran dies with them (told by the kernel), within moments.
+    wait_for(
+        lambda: not [pid for pid in family if running(pid)],
+        5,
+        f"the processes of serve to end: {[command_lines().get(p) for p in family if running(p)]}",
+    )
