@@ -36,13 +36,15 @@ class _RequestRejected(Exception):
 def mint_access_token(
     request: Request, installation_id: int, registry: Registry, verifier: AppJwtVerifier
 ) -> Response:
-    """``POST /app/installations/{id}/access_tokens``."""
+    """``POST /app/installations/{id}/access_tokens``: only for an installation of the App
+    that signed the JWT (another App's installation is not found, as on GitHub)."""
     try:
         claims = verifier.verify(request.headers.get("Authorization"))
     except JwtRejected as exc:
         return error_response(401, exc.message)
     installation = registry.installation(installation_id)
-    if installation is None:
+    app = registry.app(str(claims["iss"]))
+    if installation is None or app is None or installation.app_id != app.id:
         return error_response(404, "Not Found")
     if installation.suspended:
         return error_response(403, "This installation has been suspended")
@@ -50,7 +52,7 @@ def mint_access_token(
         body = _json_body(request)
         available = registry.repositories_of(installation_id)
         selected = _selected_repositories(body, available)
-        permissions = _requested_permissions(body, registry.app_permissions)
+        permissions = _requested_permissions(body, app.permissions)
     except _RequestRejected as exc:
         return error_response(exc.status, exc.message)
 

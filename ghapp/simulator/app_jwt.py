@@ -35,18 +35,25 @@ class JwtRejected(Exception):
         self.message = message
 
 
+def load_app_public_key(public_key_pem: bytes) -> RSAPublicKey:
+    """The App's RSA public key; ValueError for anything else."""
+    key = load_pem_public_key(public_key_pem)
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("a GitHub App's public key is an RSA key")
+    return key
+
+
 class AppJwtVerifier:
-    """Checks ``Authorization: Bearer <JWT>`` headers against one App's id and public key,
-    judging ``iat``/``exp`` by ``clock`` (the simulator's possibly skewed time)."""
+    """Checks ``Authorization: Bearer <JWT>`` headers against the App named by the JWT's
+    ``iss`` (``public_key_of(app_id)`` gives its key, None for no such App), judging
+    ``iat``/``exp`` by ``clock`` (the simulator's possibly skewed time)."""
 
     def __init__(
-        self, app_id: str, public_key_pem: bytes, clock: Callable[[], float] = time.time
+        self,
+        public_key_of: Callable[[str], RSAPublicKey | None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app_id = str(app_id)
-        key = load_pem_public_key(public_key_pem)
-        if not isinstance(key, RSAPublicKey):
-            raise ValueError("a GitHub App's public key is an RSA key")
-        self._public_key = key
+        self._public_key_of = public_key_of
         self._clock = clock
 
     def verify(self, authorization: str | None, now: float | None = None) -> dict[str, Any]:
@@ -61,10 +68,13 @@ class AppJwtVerifier:
             raise JwtRejected(UNDECODABLE) from None
         if header.get("alg") != "RS256":
             raise JwtRejected(UNDECODABLE)
+        public_key = self._public_key_of(_issuer(token))
+        if public_key is None:
+            raise JwtRejected(UNDECODABLE)
         try:
             claims = jwt.decode(
                 token,
-                self._public_key,
+                public_key,
                 algorithms=["RS256"],
                 options={
                     "verify_signature": True,
@@ -87,14 +97,26 @@ class AppJwtVerifier:
         iss, iat, exp = claims["iss"], claims["iat"], claims["exp"]
         if not _is_int(iss) and not (isinstance(iss, str) and iss.isdigit()):
             raise JwtRejected(BAD_ISS)
-        if str(iss) != self.app_id:
-            raise JwtRejected(UNDECODABLE)
         if not _is_int(iat) or iat > now + IAT_LEEWAY:
             raise JwtRejected(BAD_IAT)
         if not _is_int(exp) or exp <= now:
             raise JwtRejected(BAD_EXP)
         if exp - iat > MAX_JWT_LIFETIME:
             raise JwtRejected(EXP_TOO_FAR)
+
+
+def _issuer(token: str) -> str:
+    """The unverified ``iss`` claim, as a string (a missing or odd one: a malformed iss claim)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise JwtRejected(UNDECODABLE) from None
+    iss = claims.get("iss")
+    if iss is None:
+        raise JwtRejected(BAD_ISS)
+    if not _is_int(iss) and not (isinstance(iss, str) and iss.isdigit()):
+        raise JwtRejected(BAD_ISS)
+    return str(iss)
 
 
 def _is_int(value: Any) -> bool:

@@ -50,11 +50,17 @@ MAX_PER_PAGE = 100
 
 
 class ChecksApi:
-    """The check run endpoints of one simulator (its state, its App and its URLs)."""
+    """The check run endpoints of one simulator (its state, its App and its URLs). Check runs
+    and suites are shown as the first App's (the one given at construction, else the first
+    registered from a manifest)."""
 
-    def __init__(self, registry: Registry, app_id: str) -> None:
+    def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self.app_id = app_id
+
+    @property
+    def app_id(self) -> str:
+        app = self._registry.first_app()
+        return app.id if app is not None else "0"
 
     # Endpoints ---------------------------------------------------------------------------
 
@@ -317,8 +323,19 @@ class ChecksApi:
             ),
             "organization": organization_payload(repo.owner, owner_id, links.api_url),
             "sender": user_payload(AUTHOR_LOGIN, SENDER_ID, "User", links.html_url, links.api_url),
-            "installation": installation_payload(repo.installation_id),
+            "installation": installation_payload(self._installation_id(repo)),
         }
+
+    def _installation_id(self, repo: Repository) -> int:
+        """The first App's installation that sees ``repo`` (0 if none)."""
+        return next(
+            (
+                i.id
+                for i in self._registry.installations_of_repository(repo)
+                if i.app_id == self.app_id
+            ),
+            repo.installation_id or 0,
+        )
 
 
 def resolve_commit(repo: Repository, ref: str) -> str | None:

@@ -1,4 +1,5 @@
-"""The App webhook REST endpoints: list, show and redeliver ``/app/hook/deliveries``."""
+"""The App webhook REST endpoints: list, show and redeliver ``/app/hook/deliveries`` (each App
+sees its own hook's deliveries)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ MAX_PER_PAGE = 100
 
 def list_deliveries(request: Request, registry: Registry, verifier: AppJwtVerifier) -> Response:
     """``GET /app/hook/deliveries``: newest first, paged by an opaque ``cursor``."""
-    refused = _authenticate(request, verifier)
-    if refused is not None:
-        return refused
+    app_id = _authenticate(request, verifier)
+    if isinstance(app_id, Response):
+        return app_id
     per_page = _per_page(request.args.get("per_page"))
     cursor = request.args.get("cursor")
-    newest_first = sorted(registry.deliveries(), key=lambda d: d.id, reverse=True)
+    newest_first = sorted(registry.deliveries(app_id), key=lambda d: d.id, reverse=True)
     if cursor:
         if not cursor.isdigit():
             return error_response(400, "Invalid cursor")
@@ -97,20 +98,24 @@ def delivery_details(delivery: HookDelivery) -> dict[str, Any]:
 def _find(
     request: Request, delivery_id: int, registry: Registry, verifier: AppJwtVerifier
 ) -> HookDelivery | Response:
-    """The delivery asked for, or the refusal to answer with (401 without the App's JWT, 404)."""
-    refused = _authenticate(request, verifier)
-    if refused is not None:
-        return refused
+    """The delivery asked for, or the refusal to answer with (401 without an App's JWT, 404
+    for another App's delivery or none)."""
+    app_id = _authenticate(request, verifier)
+    if isinstance(app_id, Response):
+        return app_id
     delivery = registry.delivery(delivery_id)
-    return delivery if delivery is not None else error_response(404, "Not Found")
+    if delivery is None or delivery.app_id != app_id:
+        return error_response(404, "Not Found")
+    return delivery
 
 
-def _authenticate(request: Request, verifier: AppJwtVerifier) -> Response | None:
+def _authenticate(request: Request, verifier: AppJwtVerifier) -> str | Response:
+    """The id of the App whose JWT signed the request, or the 401 to answer."""
     try:
-        verifier.verify(request.headers.get("Authorization"))
+        claims = verifier.verify(request.headers.get("Authorization"))
     except JwtRejected as exc:
         return error_response(401, exc.message)
-    return None
+    return str(claims["iss"])
 
 
 def _per_page(raw: str | None) -> int:

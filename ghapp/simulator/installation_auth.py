@@ -38,9 +38,9 @@ def live_token(registry: Registry, token: str | None) -> MintRecord | None:
     return record if registry.installation(record.installation_id) is not None else None
 
 
-def token_sees(record: MintRecord, repo: Repository) -> bool:
-    """The token's installation owns ``repo`` and the token was not narrowed away from it."""
-    return record.installation_id == repo.installation_id and (
+def token_sees(registry: Registry, record: MintRecord, repo: Repository) -> bool:
+    """The token's installation can see ``repo`` and the token was not narrowed away from it."""
+    return registry.installation_covers(record.installation_id, repo) and (
         record.repository_ids is None or repo.id in record.repository_ids
     )
 
@@ -50,7 +50,7 @@ def grants(
 ) -> bool:
     """Everything at once, for callers that only answer yes or no (git over HTTP)."""
     record = live_token(registry, token)
-    if record is None or not token_sees(record, repo):
+    if record is None or not token_sees(registry, record, repo):
         return False
     installation = registry.installation(record.installation_id)
     return (
@@ -75,7 +75,7 @@ def authorize(
     if installation.suspended:
         return error_response(403, SUSPENDED)
     repo = registry.repository(full_name)
-    if repo is None or not token_sees(record, repo):
+    if repo is None or not token_sees(registry, record, repo):
         return not_found()
     if not permissions_cover(record.permissions, permission, level):
         return error_response(403, NOT_ACCESSIBLE_BY_INTEGRATION)

@@ -9,12 +9,60 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class SimulatedApp:
+    """One GitHub App registered on the simulator (given at construction or made from a
+    manifest); the private key is not kept, as GitHub does not keep it either."""
+
+    id: str
+    slug: str
+    name: str
+    owner: str
+    public_key_pem: bytes = field(repr=False)
+    permissions: dict[str, str]
+    events: tuple[str, ...]
+    webhook_url: str | None = None
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    webhook_active: bool = True
+    hook_id: int = 0
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    description: str = ""
+    external_url: str = ""
+    setup_url: str | None = None
+    redirect_url: str | None = None
+    callback_urls: tuple[str, ...] = ()
+    public: bool = False
+    created_at: float = 0.0
+
+    def html_url(self, base_url: str) -> str:
+        """The App's public page, ``{base_url}/apps/{slug}``."""
+        return f"{base_url}/apps/{self.slug}"
+
+
+@dataclass(frozen=True)
 class Installation:
-    """One installation of the simulated App on an account."""
+    """One installation of an App on an account. ``repository_ids`` None: the repositories
+    created with this installation's id (the Python API's way); else the repositories chosen
+    on the install page."""
 
     id: int
     account: str
     suspended: bool = False
+    app_id: str = ""
+    repository_ids: frozenset[int] | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ManifestCode:
+    """The temporary code the manifest flow hands back, redeemable once within an hour for the
+    App's settings and its private key."""
+
+    code: str
+    app_id: str
+    private_key_pem: bytes = field(repr=False)
+    webhook_secret: str = field(repr=False)
+    issued_at: float
 
 
 @dataclass(frozen=True)
@@ -25,7 +73,7 @@ class Repository:
     full_name: str
     name: str
     owner: str
-    installation_id: int
+    installation_id: int | None  # the installation created with it (None: no installation)
     clone_url: str
     default_branch: str
     path: Path
@@ -88,6 +136,7 @@ class HookDelivery:
     repository_id: int | None
     url: str | None = field(default=None, repr=False)
     body: bytes = field(default=b"", repr=False)
+    app_id: str | None = None
     request_headers: dict[str, str] = field(default_factory=dict, repr=False)
     response_headers: dict[str, str] = field(default_factory=dict, repr=False)
     response_body: str = field(default="", repr=False)

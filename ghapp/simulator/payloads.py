@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from ghapp.simulator.models import Repository
+from ghapp.simulator.models import Installation, Repository, SimulatedApp
 from ghapp.simulator.repositories import AUTHOR_EMAIL, AUTHOR_LOGIN, ZERO_SHA, CommitInfo
 
 SENDER_ID = 583231  # the Octocat's user id on github.com
@@ -298,3 +298,80 @@ def _short_ref(ref: str) -> str:
         if ref.startswith(prefix):
             return ref[len(prefix) :]
     return ref
+
+
+def integration_payload(app: SimulatedApp, links: Links, owner_id: int) -> dict[str, Any]:
+    """An App as the REST API shows it (GitHub's "integration")."""
+    number = int(app.id) if app.id.isdigit() else 0
+    owner_kind = "User" if app.owner == AUTHOR_LOGIN else "Organization"
+    owner_id = SENDER_ID if app.owner == AUTHOR_LOGIN else owner_id
+    return {
+        "id": number,
+        "slug": app.slug,
+        "node_id": node_id("App", number),
+        "client_id": app.client_id,
+        "owner": user_payload(app.owner, owner_id, owner_kind, links.html_url, links.api_url),
+        "name": app.name,
+        "description": app.description,
+        "external_url": app.external_url,
+        "html_url": app.html_url(links.html_url),
+        "created_at": _iso(int(app.created_at)),
+        "updated_at": _iso(int(app.created_at)),
+        "permissions": dict(app.permissions),
+        "events": list(app.events),
+    }
+
+
+def installation_event(
+    action: str,
+    installation: Installation,
+    app: SimulatedApp,
+    repositories: list[Repository],
+    *,
+    account_id: int,
+    links: Links,
+) -> dict[str, Any]:
+    """The body of an ``installation`` webhook (``created``, ``deleted``, ...)."""
+    account_kind = "User" if installation.account == AUTHOR_LOGIN else "Organization"
+    account = user_payload(
+        installation.account, account_id, account_kind, links.html_url, links.api_url
+    )
+    installation_api = f"{links.api_url}/app/installations/{installation.id}"
+    created = _iso(int(installation.created_at))
+    return {
+        "action": action,
+        "installation": {
+            "id": installation.id,
+            "client_id": app.client_id,
+            "account": account,
+            "repository_selection": "selected",
+            "access_tokens_url": f"{installation_api}/access_tokens",
+            "repositories_url": f"{links.api_url}/installation/repositories",
+            "html_url": f"{links.html_url}/settings/installations/{installation.id}",
+            "app_id": int(app.id) if app.id.isdigit() else 0,
+            "app_slug": app.slug,
+            "target_id": account_id,
+            "target_type": account_kind,
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
+            "created_at": created,
+            "updated_at": created,
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": None,
+            "suspended_at": None,
+        },
+        "repositories": [
+            {
+                "id": repo.id,
+                "node_id": node_id("Repository", repo.id),
+                "name": repo.name,
+                "full_name": repo.full_name,
+                "private": True,
+            }
+            for repo in repositories
+        ],
+        "requester": None,
+        "sender": user_payload(AUTHOR_LOGIN, SENDER_ID, "User", links.html_url, links.api_url),
+    }

@@ -1,5 +1,5 @@
-"""Thread-safe in-memory state of the simulator: installations, repositories, tokens, requests,
-webhook deliveries, and the simulated clock."""
+"""Thread-safe in-memory state of the simulator: Apps, installations, repositories, tokens,
+requests, webhook deliveries, manifest codes and the simulated clock."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from ghapp.simulator.models import (
     HookDelivery,
     InjectedFailure,
     Installation,
+    ManifestCode,
     MintRecord,
     Repository,
     RequestRecord,
+    SimulatedApp,
 )
 
 FIRST_REPOSITORY_ID = 1000
@@ -27,6 +29,9 @@ FIRST_DELIVERY_ID = 50000
 FIRST_CHECK_RUN_ID = 1_000_000
 FIRST_CHECK_SUITE_ID = 800_000_000  # far from the check run ids: one is never taken for the other
 FIRST_STATUS_ID = 30_000_000
+FIRST_APP_ID = 900_001  # Apps made at runtime; the App given at construction keeps its own id
+FIRST_INSTALLATION_ID = 60_000_001  # installations made on the install page
+FIRST_HOOK_ID = 470_001
 # What the simulated App was granted when installed; tokens get at most these.
 DEFAULT_APP_PERMISSIONS = {
     "contents": "read",
@@ -54,7 +59,10 @@ class Registry:
         self._deliveries: list[HookDelivery] = []
         self._redelivery_requests: list[int] = []
         self._next_delivery_id = FIRST_DELIVERY_ID
-        self._app_permissions = dict(DEFAULT_APP_PERMISSIONS)
+        self._apps: dict[str, SimulatedApp] = {}
+        self._next_app_id = FIRST_APP_ID
+        self._next_installation_id = FIRST_INSTALLATION_ID
+        self._manifest_codes: dict[str, ManifestCode] = {}
         self._check_suites: dict[int, CheckSuite] = {}
         self._check_runs: dict[int, CheckRun] = {}
         self._statuses: list[CommitStatus] = []
@@ -62,26 +70,136 @@ class Registry:
         self._next_check_run_id = FIRST_CHECK_RUN_ID
         self._next_status_id = FIRST_STATUS_ID
 
-    # The App ------------------------------------------------------------------------------
+    # Apps --------------------------------------------------------------------------------
+
+    def add_app(self, build: Callable[[str, int], SimulatedApp]) -> SimulatedApp:
+        """Build an App with the next free App id and hook id (``build(app_id, hook_id)``) and
+        store it; its id, name and slug must be new."""
+        with self._lock:
+            while str(self._next_app_id) in self._apps:
+                self._next_app_id += 1
+            app = build(str(self._next_app_id), FIRST_HOOK_ID + len(self._apps))
+            self._store_new_app_locked(app)
+            if app.id == str(self._next_app_id):
+                self._next_app_id += 1
+            return app
+
+    def app(self, app_id_or_slug: str | int) -> SimulatedApp | None:
+        """The App with this id or slug (slugs compare case-insensitively)."""
+        key = str(app_id_or_slug)
+        with self._lock:
+            if key in self._apps:
+                return self._apps[key]
+            return next((a for a in self._apps.values() if a.slug == key.lower()), None)
+
+    def apps(self) -> list[SimulatedApp]:
+        """Every App, the first registered first."""
+        with self._lock:
+            return list(self._apps.values())
+
+    def first_app(self) -> SimulatedApp | None:
+        with self._lock:
+            return next(iter(self._apps.values()), None)
+
+    def update_app(self, app_id: str, **changes: object) -> SimulatedApp:
+        with self._lock:
+            if app_id not in self._apps:
+                raise KeyError(f"no App {app_id}")
+            app = replace(self._apps[app_id], **changes)  # type: ignore[arg-type]
+            self._apps[app_id] = app
+            return app
+
+    def name_taken(self, name: str, slug: str) -> bool:
+        with self._lock:
+            return any(
+                a.name.lower() == name.lower() or a.slug == slug for a in self._apps.values()
+            )
 
     @property
     def app_permissions(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._app_permissions)
+        """The first App's permissions (the defaults while there is no App)."""
+        app = self.first_app()
+        return dict(app.permissions) if app is not None else dict(DEFAULT_APP_PERMISSIONS)
 
     @app_permissions.setter
     def app_permissions(self, permissions: dict[str, str]) -> None:
+        app = self.first_app()
+        if app is None:
+            raise RuntimeError("the simulator has no App yet")
+        self.update_app(app.id, permissions=dict(permissions))
+
+    # Manifest codes ------------------------------------------------------------------------
+
+    def add_manifest_code(self, code: ManifestCode) -> None:
         with self._lock:
-            self._app_permissions = dict(permissions)
+            self._manifest_codes[code.code] = code
+
+    def redeem_manifest_code(self, code: str, lifetime: float) -> ManifestCode | None:
+        """The code's record if it was issued less than ``lifetime`` seconds ago; a code is
+        redeemed once (afterwards, and once expired, None)."""
+        with self._lock:
+            record = self._manifest_codes.pop(code, None)
+            if record is None or self.clock.now() - record.issued_at >= lifetime:
+                return None
+            return record
 
     # Installations -----------------------------------------------------------------------
 
-    def add_installation(self, installation_id: int, account: str, suspended: bool) -> None:
+    def add_installation(
+        self,
+        installation_id: int | None,
+        account: str,
+        suspended: bool,
+        app_id: str,
+        repository_ids: frozenset[int] | None = None,
+    ) -> Installation:
+        """Store a new installation of App ``app_id``; ``installation_id`` None takes the
+        next free one."""
         with self._lock:
+            if app_id not in self._apps:
+                raise ValueError(f"no App {app_id} to install")
+            if installation_id is None:
+                while self._next_installation_id in self._installations:
+                    self._next_installation_id += 1
+                installation_id = self._next_installation_id
             if installation_id in self._installations:
                 raise ValueError(f"installation {installation_id} already exists")
-            self._installations[installation_id] = Installation(installation_id, account, suspended)
+            installation = Installation(
+                installation_id,
+                account,
+                suspended,
+                app_id=app_id,
+                repository_ids=repository_ids,
+                created_at=self.clock.now(),
+            )
+            self._installations[installation_id] = installation
             self._account_id_locked(account)
+            return installation
+
+    def set_installation_repositories(
+        self, installation_id: int, repository_ids: frozenset[int]
+    ) -> Installation:
+        with self._lock:
+            current = self._require_installation_locked(installation_id)
+            updated = replace(current, repository_ids=repository_ids)
+            self._installations[installation_id] = updated
+            return updated
+
+    def installations(self, app_id: str | None = None) -> list[Installation]:
+        """Every installation (of App ``app_id`` if given), oldest id first."""
+        with self._lock:
+            return [
+                i
+                for _, i in sorted(self._installations.items())
+                if app_id is None or i.app_id == app_id
+            ]
+
+    def installations_of_repository(self, repo: Repository) -> list[Installation]:
+        """The installations (of any App) that can see ``repo``, oldest id first."""
+        with self._lock:
+            return [
+                i for _, i in sorted(self._installations.items()) if _installation_covers(i, repo)
+            ]
 
     def set_suspended(self, installation_id: int, suspended: bool) -> None:
         with self._lock:
@@ -120,9 +238,31 @@ class Registry:
         with self._lock:
             return self._repositories.get(full_name.lower())
 
-    def repositories_of(self, installation_id: int) -> list[Repository]:
+    def repositories(self, owner: str | None = None) -> list[Repository]:
+        """Every repository (of ``owner`` if given), oldest first."""
         with self._lock:
-            return [r for r in self._repositories.values() if r.installation_id == installation_id]
+            return [
+                r
+                for r in sorted(self._repositories.values(), key=lambda r: r.id)
+                if owner is None or r.owner.lower() == owner.lower()
+            ]
+
+    def repositories_of(self, installation_id: int) -> list[Repository]:
+        """The repositories the installation can see (none if it does not exist)."""
+        with self._lock:
+            installation = self._installations.get(installation_id)
+            if installation is None:
+                return []
+            return [
+                r
+                for r in sorted(self._repositories.values(), key=lambda r: r.id)
+                if _installation_covers(installation, r)
+            ]
+
+    def installation_covers(self, installation_id: int, repo: Repository) -> bool:
+        with self._lock:
+            installation = self._installations.get(installation_id)
+            return installation is not None and _installation_covers(installation, repo)
 
     # Tokens ------------------------------------------------------------------------------
 
@@ -174,9 +314,10 @@ class Registry:
             self._next_delivery_id += 1
             return delivery
 
-    def deliveries(self) -> list[HookDelivery]:
+    def deliveries(self, app_id: str | None = None) -> list[HookDelivery]:
+        """Every delivery attempt (to App ``app_id``'s hook if given), oldest first."""
         with self._lock:
-            return list(self._deliveries)
+            return [d for d in self._deliveries if app_id is None or d.app_id == app_id]
 
     def delivery(self, delivery_id: int) -> HookDelivery | None:
         with self._lock:
@@ -275,6 +416,15 @@ class Registry:
 
     # Internals ---------------------------------------------------------------------------
 
+    def _store_new_app_locked(self, app: SimulatedApp) -> None:
+        if app.id in self._apps:
+            raise ValueError(f"App {app.id} already exists")
+        if any(
+            a.slug == app.slug or a.name.lower() == app.name.lower() for a in self._apps.values()
+        ):
+            raise ValueError(f"an App named {app.name!r} already exists")
+        self._apps[app.id] = app
+
     def _account_id_locked(self, login: str) -> int:
         key = login.lower()
         if key not in self._account_ids:
@@ -301,3 +451,9 @@ class Registry:
             return self._installations[installation_id]
         except KeyError:
             raise KeyError(f"no installation {installation_id}") from None
+
+
+def _installation_covers(installation: Installation, repo: Repository) -> bool:
+    if installation.repository_ids is None:
+        return repo.installation_id == installation.id
+    return repo.id in installation.repository_ids

@@ -13,21 +13,24 @@ from werkzeug.http import http_date
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from ghapp.simulator import repositories
-from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.app_jwt import AppJwtVerifier, load_app_public_key
 from ghapp.simulator.clock import SimClock
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.installation_auth import LEVELS
+from ghapp.simulator.manifests import manifest_from_document, register_app
 from ghapp.simulator.models import (
     CheckRun,
     HookDelivery,
     InjectedFailure,
+    Installation,
     MintRecord,
     Repository,
     RequestRecord,
+    SimulatedApp,
 )
-from ghapp.simulator.payloads import Links, push_event
-from ghapp.simulator.registry import Registry
-from ghapp.simulator.repositories import ZERO_SHA
+from ghapp.simulator.payloads import APP_CREATED_AT, APP_NAME, APP_SLUG, Links, push_event
+from ghapp.simulator.registry import DEFAULT_APP_PERMISSIONS, Registry
+from ghapp.simulator.repositories import AUTHOR_LOGIN, ZERO_SHA
 from ghapp.simulator.statuses import status_json
 from ghapp.simulator.webhooks import WebhookSender
 from ghapp.simulator.wsgi import API_PREFIX, SimulatorApp
@@ -59,22 +62,42 @@ class _QuietServer(ThreadedWSGIServer):
 
 
 class GitHubSimulator:
-    """GitHub on loopback: installation tokens, git clone/fetch over HTTP, push payloads.
+    """GitHub on loopback: Apps, installation tokens, git clone/fetch over HTTP, webhooks.
 
-    ``start()`` binds 127.0.0.1 on a free port; ``url`` is then the git host (GITHUB_URL)
-    and ``api_url`` the GHES-style API base (GITHUB_API_URL). The API is also served at
-    the root. Bare repositories live under ``root``.
+    ``start()`` binds 127.0.0.1 (on ``port``, by default a free one); ``url`` is then the git
+    host (GITHUB_URL) and ``api_url`` the GHES-style API base (GITHUB_API_URL). The API is
+    also served at the root. Bare repositories live under ``root``.
+
+    The simulator holds any number of Apps. The one given at construction (``app_id`` and
+    ``public_key_pem``) is the first App, the one ``webhook_url``, ``webhook_secret``,
+    ``app_permissions``, ``add_installation`` and ``send_webhook`` mean by default; without
+    them the simulator starts with no App and Apps are registered through the manifest flow
+    (``POST /settings/apps/new``) or ``register_app``.
     """
 
-    def __init__(self, app_id: str | int, public_key_pem: bytes, root: Path | str) -> None:
-        self.app_id = str(app_id)
+    def __init__(
+        self,
+        app_id: str | int | None = None,
+        public_key_pem: bytes | None = None,
+        root: Path | str | None = None,
+        *,
+        port: int = 0,
+    ) -> None:
+        if root is None:
+            raise TypeError("GitHubSimulator needs a root directory for its repositories")
+        if (app_id is None) != (public_key_pem is None):
+            raise TypeError("give both app_id and public_key_pem, or neither")
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.port = int(port)
         self._registry = Registry()
-        self._webhooks = WebhookSender(self.app_id, self._registry)
+        self.app_id: str | None = None
+        if app_id is not None and public_key_pem is not None:
+            self.app_id = self._add_constructed_app(str(app_id), public_key_pem).id
+        self._webhooks = WebhookSender(self._registry)
         self._app = SimulatorApp(
             self._registry,
-            AppJwtVerifier(self.app_id, public_key_pem, self._registry.clock.now),
+            AppJwtVerifier(self._public_key_of, self._registry.clock.now),
             GitHttpBackend(self._registry, self.root, repositories.git_env),
             self._webhooks,
         )
@@ -85,10 +108,13 @@ class GitHubSimulator:
 
     # Lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> GitHubSimulator:
+    def start(self, port: int | None = None) -> GitHubSimulator:
+        """Listen on 127.0.0.1:``port`` (default: the constructor's, 0 for a free port)."""
         if self._server is not None:
             return self
-        server = _QuietServer(HOST, 0, self._app, handler=_QuietRequestHandler)
+        if port is not None:
+            self.port = int(port)
+        server = _QuietServer(HOST, self.port, self._app, handler=_QuietRequestHandler)
         server.clock = self._registry.clock
         thread = threading.Thread(
             target=server.serve_forever,
@@ -209,32 +235,43 @@ class GitHubSimulator:
 
     @property
     def webhook_url(self) -> str | None:
-        """Where ``send_webhook`` and redeliveries post; None (the default) records failures."""
-        return self._webhooks.url
+        """The first App's hook URL, where ``send_webhook`` and redeliveries post; None (the
+        default) records failures."""
+        app = self._registry.first_app()
+        return app.webhook_url if app is not None else None
 
     @webhook_url.setter
     def webhook_url(self, url: str | None) -> None:
-        self._webhooks.url = url
+        self._registry.update_app(self._first_app().id, webhook_url=url)
 
     @property
     def webhook_secret(self) -> bytes | None:
-        """The App's webhook secret; None (the default) sends no signature headers."""
-        return self._webhooks.secret
+        """The first App's webhook secret; None (the default) sends no signature headers."""
+        app = self._registry.first_app()
+        return app.webhook_secret if app is not None else None
 
     @webhook_secret.setter
     def webhook_secret(self, secret: bytes | str | None) -> None:
-        self._webhooks.secret = secret.encode() if isinstance(secret, str) else secret
+        value = secret.encode() if isinstance(secret, str) else secret
+        self._registry.update_app(self._first_app().id, webhook_secret=value)
 
     def send_webhook(
-        self, event: str, payload: Mapping[str, Any], guid: str | None = None
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        guid: str | None = None,
+        app: str | int | None = None,
     ) -> HookDelivery:
-        """POST ``payload`` as a signed ``event`` webhook to ``webhook_url`` (synchronously)
-        and return the recorded attempt; network failures are recorded, not raised."""
-        return self._webhooks.send(event, dict(payload), guid)
+        """POST ``payload`` as a signed ``event`` webhook to the hook URL of ``app`` (an App id
+        or slug; default: the first App), synchronously, and return the recorded attempt;
+        network failures are recorded, not raised. The hook is used even when inactive."""
+        app_id = None if app is None else self.app(app).id
+        return self._webhooks.send(event, dict(payload), guid, app_id)
 
     @property
     def hook_deliveries(self) -> list[HookDelivery]:
-        """Every webhook delivery attempt (first sends and redeliveries), oldest first."""
+        """Every webhook delivery attempt to any App (first sends and redeliveries), oldest
+        first; ``HookDelivery.app_id`` says whose hook it went to."""
         return self._registry.deliveries()
 
     @property
@@ -245,9 +282,16 @@ class GitHubSimulator:
     # Installations -----------------------------------------------------------------------
 
     def add_installation(
-        self, installation_id: int, account: str = "octo-org", suspended: bool = False
+        self,
+        installation_id: int,
+        account: str = "octo-org",
+        suspended: bool = False,
+        app: str | int | None = None,
     ) -> None:
-        self._registry.add_installation(installation_id, account, suspended)
+        """Install ``app`` (id or slug; default: the first App) on ``account``; it sees the
+        repositories created with ``installation_id``."""
+        app_id = self._first_app().id if app is None else self.app(app).id
+        self._registry.add_installation(installation_id, account, suspended, app_id)
 
     def suspend_installation(self, installation_id: int) -> None:
         self._registry.set_suspended(installation_id, True)
@@ -263,17 +307,19 @@ class GitHubSimulator:
     def create_repository(
         self,
         full_name: str,
-        installation_id: int,
+        installation_id: int | None = None,
         files: Mapping[str, str | bytes] | None = None,
         branch: str = "main",
     ) -> Repository:
-        """Create a repository owned by ``installation_id`` (added on the fly if unknown, for
-        the repository's owner). With ``files``, the default branch gets an initial commit."""
+        """Create a repository seen by the first App's installation ``installation_id`` (added
+        on the fly if unknown, for the repository's owner), or by no installation when None
+        (the install page can install Apps on it later). With ``files``, the default branch
+        gets an initial commit."""
         owner, sep, name = full_name.partition("/")
         if not sep or not owner or not name or "/" in name or name.endswith(".git"):
             raise ValueError(f"repository name must look like 'owner/name', got {full_name!r}")
-        if self._registry.installation(installation_id) is None:
-            self._registry.add_installation(installation_id, owner, False)
+        if installation_id is not None and self._registry.installation(installation_id) is None:
+            self._registry.add_installation(installation_id, owner, False, self._first_app().id)
         clone_url = f"{self.url}/{full_name}.git"
         path = self.root / owner / f"{name}.git"
         repo = self._registry.add_repository(
@@ -361,7 +407,7 @@ class GitHubSimulator:
             forced=forced,
             commits=commits,
             head_commit=head,
-            installation_id=repo.installation_id if installation_id is None else installation_id,
+            installation_id=self._push_installation(repo, installation_id),
             owner_id=self._registry.account_id(repo.owner),
             html_url=self.url,
             api_url=self.api_url,
@@ -424,7 +470,116 @@ class GitHubSimulator:
         suite = self._app.checks.suite(repo, _full_sha(repo, head_sha), branch)
         return self._app.checks.check_suite_event(suite, repo, action, self._links(), app_id)
 
+    # Apps --------------------------------------------------------------------------------
+
+    def apps(self) -> list[SimulatedApp]:
+        """Every App, the first one first."""
+        return self._registry.apps()
+
+    def app(self, app_id_or_slug: str | int) -> SimulatedApp:
+        """The App with this id or slug; KeyError if there is none."""
+        app = self._registry.app(app_id_or_slug)
+        if app is None:
+            raise KeyError(f"no App {app_id_or_slug}")
+        return app
+
+    def register_app(
+        self, manifest: Mapping[str, Any], owner: str = AUTHOR_LOGIN
+    ) -> tuple[SimulatedApp, bytes]:
+        """Register an App from a manifest (the same checks as the manifest page; ValueError
+        listing the problems) without the browser steps; returns it and its private key PEM."""
+        from ghapp.simulator.manifests import ManifestRejected
+
+        try:
+            parsed = manifest_from_document(dict(manifest), self._registry)
+            app, code = register_app(self._registry, parsed, owner)
+        except ManifestRejected as exc:
+            raise ValueError("; ".join(exc.errors)) from None
+        record = self._registry.redeem_manifest_code(code.code, float("inf"))
+        assert record is not None
+        return app, record.private_key_pem
+
+    def update_app(self, app: str | int, **settings: Any) -> SimulatedApp:
+        """Change an App's settings (``webhook_url``, ``webhook_secret`` as bytes,
+        ``webhook_active``, ``permissions``, ``events``, ``setup_url``...)."""
+        return self._registry.update_app(self.app(app).id, **settings)
+
+    def installations(self, app: str | int | None = None) -> list[Installation]:
+        """Every installation (of ``app``, an id or slug, if given), oldest id first."""
+        return self._registry.installations(None if app is None else self.app(app).id)
+
+    def installations_of(self, full_name: str) -> list[Installation]:
+        """The installations, of any App, that can see the repository."""
+        return self._registry.installations_of_repository(self.repository(full_name))
+
+    def push(
+        self,
+        full_name: str,
+        files: Mapping[str, str | bytes] | None = None,
+        branch: str | None = None,
+        message: str = "Update files",
+        delete: Iterable[str] = (),
+    ) -> list[HookDelivery]:
+        """Commit (as ``commit`` does) and deliver the ``push`` event as GitHub does: to every
+        App installed on the repository whose hook is active and has a URL and that is
+        subscribed to ``push`` (the first App given at construction counts as subscribed),
+        each with its own installation id and signature. Returns the deliveries, one per App."""
+        repo = self.repository(full_name)
+        branch = branch or repo.default_branch
+        ref = f"refs/heads/{branch}"
+        before = repositories.resolve(repo.path, ref)
+        after = self.commit(full_name, files=files, message=message, branch=branch, delete=delete)
+        deliveries = []
+        for installation in self._registry.installations_of_repository(repo):
+            app = self._registry.app(installation.app_id)
+            if app is None or not app.webhook_active or not app.webhook_url:
+                continue
+            if "push" not in app.events and app.id != self.app_id:
+                continue
+            payload = self.push_payload(full_name, before, after, ref, installation.id)
+            deliveries.append(self._webhooks.send("push", payload, app_id=app.id))
+        return deliveries
+
     # Internals ---------------------------------------------------------------------------
+
+    def _add_constructed_app(self, app_id: str, public_key_pem: bytes) -> SimulatedApp:
+        load_app_public_key(public_key_pem)  # fail now on a key that is not an RSA public key
+        return self._registry.add_app(
+            lambda _proposed, hook_id: SimulatedApp(
+                id=app_id,
+                slug=APP_SLUG,
+                name=APP_NAME,
+                owner=AUTHOR_LOGIN,
+                public_key_pem=public_key_pem,
+                permissions=dict(DEFAULT_APP_PERMISSIONS),
+                events=("check_run", "check_suite", "push"),
+                hook_id=hook_id,
+                client_id=f"Iv1.sim{app_id}",
+                created_at=APP_CREATED_AT,
+            )
+        )
+
+    def _public_key_of(self, app_id: str) -> Any:
+        app = self._registry.app(app_id)
+        if app is None or app.id != app_id:
+            return None
+        return load_app_public_key(app.public_key_pem)
+
+    def _first_app(self) -> SimulatedApp:
+        app = self._registry.first_app()
+        if app is None:
+            raise RuntimeError("the simulator has no App yet")
+        return app
+
+    def _push_installation(self, repo: Repository, installation_id: int | None) -> int:
+        if installation_id is not None:
+            return installation_id
+        if repo.installation_id is not None:
+            return repo.installation_id
+        installations = self._registry.installations_of_repository(repo)
+        if not installations:
+            raise ValueError(f"{repo.full_name} has no installation; pass installation_id")
+        return installations[0].id
 
     def _links(self) -> Links:
         return Links(html_url=self.url, api_url=self.api_url)

@@ -1,4 +1,4 @@
-"""Sending signed webhooks to the App's URL the way GitHub's Hookshot does, recording every
+"""Sending signed webhooks to an App's hook URL the way GitHub's Hookshot does, recording every
 attempt (first deliveries and redeliveries)."""
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import Any
 
 import requests
 
-from ghapp.simulator.models import HookDelivery
+from ghapp.simulator.models import HookDelivery, SimulatedApp
 from ghapp.simulator.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-HOOK_ID = 470001
 TIMEOUT = 10.0
 USER_AGENT = "GitHub-Hookshot/sim"
 STATUS_OK = "OK"
@@ -31,21 +30,26 @@ MAX_RESPONSE_BODY = 4096
 
 
 class WebhookSender:
-    """Posts webhook bodies to ``url`` signed with ``secret`` (no signature when None)."""
+    """Posts webhook bodies to an App's ``webhook_url`` signed with its ``webhook_secret`` (no
+    signature when None); the App is the first one unless named."""
 
-    def __init__(self, app_id: str, registry: Registry) -> None:
-        self.app_id = app_id
-        self.url: str | None = None
-        self.secret: bytes | None = None
+    def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._threads: list[threading.Thread] = []
         self._threads_guard = threading.Lock()
 
-    def send(self, event: str, payload: dict[str, Any], guid: str | None = None) -> HookDelivery:
-        """Deliver ``payload`` as ``event`` now and return the recorded attempt; never raises
-        on network errors (they are recorded as a failed attempt)."""
+    def send(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        guid: str | None = None,
+        app_id: str | None = None,
+    ) -> HookDelivery:
+        """Deliver ``payload`` as ``event`` to App ``app_id``'s hook now and return the recorded
+        attempt; never raises on network errors (they are recorded as a failed attempt)."""
         body = json.dumps(payload, separators=(",", ":")).encode()
         return self._deliver(
+            self._app(app_id),
             event=event,
             body=body,
             guid=guid or str(uuid.uuid4()),
@@ -70,6 +74,7 @@ class WebhookSender:
 
     def redeliver(self, original: HookDelivery) -> HookDelivery:
         return self._deliver(
+            self._app(original.app_id),
             event=original.event,
             body=original.body,
             guid=original.guid,
@@ -87,8 +92,15 @@ class WebhookSender:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
+    def _app(self, app_id: str | None) -> SimulatedApp:
+        app = self._registry.first_app() if app_id is None else self._registry.app(app_id)
+        if app is None:
+            raise KeyError("the simulator has no App" if app_id is None else f"no App {app_id}")
+        return app
+
     def _deliver(
         self,
+        app: SimulatedApp,
         *,
         event: str,
         body: bytes,
@@ -98,8 +110,8 @@ class WebhookSender:
         repository_id: int | None,
         redelivery: bool,
     ) -> HookDelivery:
-        url, secret = self.url, self.secret
-        headers = self._headers(event, guid, body, secret)
+        url = app.webhook_url
+        headers = _headers(app, event, guid, body)
         delivered_at = self._registry.clock.now_datetime()
         started = time.monotonic()
         status, status_code = STATUS_NO_URL, 0
@@ -142,23 +154,26 @@ class WebhookSender:
                 request_headers=headers,
                 response_headers=response_headers,
                 response_body=response_body,
+                app_id=app.id,
             )
         )
 
-    def _headers(self, event: str, guid: str, body: bytes, secret: bytes | None) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-GitHub-Event": event,
-            "X-GitHub-Delivery": guid,
-            "X-GitHub-Hook-ID": str(HOOK_ID),
-            "X-GitHub-Hook-Installation-Target-Type": "integration",
-            "X-GitHub-Hook-Installation-Target-ID": self.app_id,
-        }
-        if secret is not None:
-            headers["X-Hub-Signature"] = "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest()
-            headers["X-Hub-Signature-256"] = "sha256=" + sign(secret, body)
-        return headers
+
+def _headers(app: SimulatedApp, event: str, guid: str, body: bytes) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": guid,
+        "X-GitHub-Hook-ID": str(app.hook_id),
+        "X-GitHub-Hook-Installation-Target-Type": "integration",
+        "X-GitHub-Hook-Installation-Target-ID": app.id,
+    }
+    secret = app.webhook_secret
+    if secret is not None:
+        headers["X-Hub-Signature"] = "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest()
+        headers["X-Hub-Signature-256"] = "sha256=" + sign(secret, body)
+    return headers
 
 
 def sign(secret: bytes, body: bytes) -> str:

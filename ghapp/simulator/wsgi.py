@@ -11,6 +11,7 @@ from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator.api import mint_access_token
 from ghapp.simulator.app_jwt import AppJwtVerifier
+from ghapp.simulator.app_pages import AppPages
 from ghapp.simulator.checks import ChecksApi
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.hook_api import get_delivery, list_deliveries, redeliver
@@ -28,6 +29,11 @@ _ACCESS_TOKENS = re.compile(r"^(?:/api/v3)?/app/installations/(?P<id>\d+)/access
 _DELIVERIES = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/?$")
 _DELIVERY = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/?$")
 _ATTEMPTS = re.compile(r"^(?:/api/v3)?/app/hook/deliveries/(?P<id>\d+)/attempts/?$")
+_CONVERSIONS = re.compile(r"^(?:/api/v3)?/app-manifests/(?P<code>[^/]+)/conversions/?$")
+_NEW_APP = re.compile(r"^(?:/organizations/(?P<org>[^/]+))?/settings/apps/new/?$")
+_CREATE_APP = re.compile(r"^(?:/organizations/(?P<org>[^/]+))?/settings/apps/new/create/?$")
+_APP_PAGE = re.compile(r"^/apps/(?P<slug>[^/]+)/?$")
+_INSTALL_PAGE = re.compile(r"^/apps/(?P<slug>[^/]+)/installations/new/?$")
 _REPO = r"^(?:/api/v3)?/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
 _CHECK_RUNS = re.compile(_REPO + r"/check-runs/?$")
 _CHECK_RUN = re.compile(_REPO + r"/check-runs/(?P<run_id>\d+)/?$")
@@ -57,7 +63,8 @@ class SimulatorApp:
         self._verifier = verifier
         self._git = git_backend
         self._webhooks = webhooks
-        self.checks = ChecksApi(registry, verifier.app_id)
+        self.pages = AppPages(registry, webhooks)
+        self.checks = ChecksApi(registry)
         self.statuses = StatusesApi(registry)
         # (path, method, handler called with the request, the Links and the path's groups)
         self._repository_routes: tuple[_Route, ...] = (
@@ -111,6 +118,9 @@ class SimulatorApp:
             installation_id = int(match["id"])
             response = mint_access_token(request, installation_id, self._registry, self._verifier)
             return response(environ, start_response)
+        pages = self._route_app_pages(request, path)
+        if pages is not None:
+            return pages(environ, start_response)
         hooks = self._route_hooks(request, path)
         if hooks is not None:
             return hooks(environ, start_response)
@@ -133,6 +143,28 @@ class SimulatorApp:
             match = pattern.match(path)
             if match and request.method == method:
                 return handle(request, links, **match.groupdict())
+        return None
+
+    def _route_app_pages(self, request: Request, path: str) -> Response | None:
+        """The manifest flow's pages and conversion, the App and install pages."""
+        method = request.method
+        match = _CONVERSIONS.match(path)
+        if match and method == "POST":
+            return self.pages.convert(request, match["code"])
+        match = _NEW_APP.match(path)
+        if match and method in ("GET", "POST"):
+            return self.pages.new_app(request, match["org"])
+        match = _CREATE_APP.match(path)
+        if match and method == "POST":
+            return self.pages.create_app(request, match["org"])
+        match = _APP_PAGE.match(path)
+        if match and method == "GET":
+            return self.pages.app_page(request, match["slug"])
+        match = _INSTALL_PAGE.match(path)
+        if match and method == "GET":
+            return self.pages.install_page(request, match["slug"])
+        if match and method == "POST":
+            return self.pages.install(request, match["slug"])
         return None
 
     def _route_hooks(self, request: Request, path: str) -> Response | None:
