@@ -93,12 +93,39 @@ def _raise_stop_now(signum: int, frame: object) -> None:
     raise StopNow
 
 
+def descendants(pid: int) -> set[int]:
+    """The processes ``pid`` started, and theirs, as Linux's /proc tells (none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat") as stat:
+                        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue  # it ended meanwhile
+                children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def kill_all(running: list[Child]) -> None:
-    """SIGKILL every child's process group now (their jobs run again at the next start)."""
+    """SIGKILL every child now, with what it started (a worker's job runs in a process of its
+    own session): their jobs run again at the next start."""
     for child in running:
         if child.process is not None:
+            below = descendants(child.process.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGKILL)
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
     for child in running:
         if child.process is not None:
             child.process.wait()
