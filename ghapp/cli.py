@@ -270,15 +270,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             entries += matching
     for entry in entries:
         try:
-            again = retry.queue_again(
-                connection,
-                entry,
-                queue_name=settings.queue_name,
-                job_timeout=settings.job_timeout,
-                result_ttl=settings.result_ttl,
-                failure_ttl=settings.failure_ttl,
-                history_limit=settings.history_limit,
-            )
+            again = retry.queue_again(connection, entry, settings)
         except retry.NotRetryable as exc:
             print(f"ghapp retry: {exc}", file=sys.stderr)
             errors += 1

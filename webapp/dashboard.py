@@ -472,15 +472,7 @@ def run_again(entry_id: str) -> ResponseReturnValue:
         )
     entry = _entry(entry_id)
     try:
-        requeued = retry.queue_again(
-            _redis(),
-            entry,
-            queue_name=settings.queue_name,
-            job_timeout=settings.job_timeout,
-            result_ttl=settings.result_ttl,
-            failure_ttl=settings.failure_ttl,
-            history_limit=settings.history_limit,
-        )
+        requeued = retry.queue_again(_redis(), entry, settings)
     except retry.NotRetryable as exc:
         abort(409, f"Cannot run again: {exc}.")
     current_app.logger.info(

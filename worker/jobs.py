@@ -76,8 +76,7 @@ def run_push(push: PushJob) -> dict[str, Any]:
         _drop_payload(job, push)
         raise
     except Permanent as exc:
-        job.retries_left = 0
-        log.error("failed for good: %s", exc)
+        job.retries_left = 0  # the worker logs the failure, in one line
         _report(job, reporter, _facts(push, "cancelled", reason=str(exc).splitlines()[0]))
         _drop_payload(job, push)
         raise
@@ -132,7 +131,6 @@ def _end_unless_retried(
     if job.retries_left:
         note_again(job, push, "retried", reason)
         return
-    log.error("failed for good: %s", reason)
     job_timeout = runtime.current().settings.job_timeout
     _report(job, reporter, _facts(push, state, reason=reason, job_timeout=job_timeout))
 
@@ -211,7 +209,6 @@ def _process(job: Job, push: PushJob, reporter: Reporter, *, deadline: float) ->
             )
         except ProcessingError as exc:
             job.retries_left = 0  # the same commit would fail the same way
-            log.error("failed for good: %s", exc.reason)
             state = "timed_out" if isinstance(exc, ProcessingTimedOut) else "failed"
             facts = _facts(
                 push,

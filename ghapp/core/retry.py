@@ -16,6 +16,7 @@ from ghapp.core import history
 from ghapp.core.push_job import FUNCTION as PUSH_JOB
 from ghapp.core.push_job import PushJob
 from ghapp.core.queueing import hard_timeout, retry_policy
+from ghapp.core.settings import Settings
 
 # GHAPP_EVENT of a job run again by an operator (a re-run: no push supersedes it).
 EVENT = "retry"
@@ -31,18 +32,10 @@ class Requeued:
     job_id: str
 
 
-def queue_again(
-    connection: redis.Redis,
-    entry: Mapping[str, Any],
-    *,
-    queue_name: str,
-    job_timeout: int,
-    result_ttl: int | None = None,
-    failure_ttl: int | None = None,
-    history_limit: int = history.DEFAULT_LIMIT,
-) -> Requeued:
-    """Queue a fresh job for the push of ``entry`` (from ``history``), recorded in the history
-    as a delivery of its own and as an event of the original."""
+def queue_again(connection: redis.Redis, entry: Mapping[str, Any], settings: Settings) -> Requeued:
+    """Queue a fresh job for the push of ``entry`` (from ``history``), as ``settings`` queue
+    pushes (QUEUE, JOB_TIMEOUT, RESULT_TTL, FAILURE_TTL), recorded in the history as a delivery
+    of its own and as an event of the original."""
     fields = entry.get("push")
     if not isinstance(fields, dict):
         raise NotRetryable(
@@ -53,13 +46,13 @@ def queue_again(
     delivery = f"{original.delivery[:60]}-again-{uuid.uuid4().hex[:8]}"
     push = dataclasses.replace(original, delivery=delivery, payload_key=None, event=EVENT)
     app = str(entry.get("app") or "-")
-    job = Queue(queue_name, connection=connection).enqueue(
+    job = Queue(settings.queue_name, connection=connection).enqueue(
         PUSH_JOB,
         kwargs=push.to_kwargs(),
-        job_timeout=hard_timeout(job_timeout),
+        job_timeout=hard_timeout(settings.job_timeout),
         retry=retry_policy(),
-        result_ttl=result_ttl,
-        failure_ttl=failure_ttl,
+        result_ttl=settings.result_ttl,
+        failure_ttl=settings.failure_ttl,
         description=f"retry {push.repository} {push.ref} {push.sha[:12]}",
         meta={"delivery": delivery, "app": app},
     )
@@ -77,7 +70,7 @@ def queue_again(
             "job_id": job.id,
             "push": {k: v for k, v in push.to_kwargs().items() if k != "payload_key"},
         },
-        limit=history_limit,
+        limit=settings.history_limit,
     )
     history.update(
         connection,

@@ -9,6 +9,7 @@ from rq.job import JobStatus
 
 from ghapp.core import history
 from ghapp.core.retry import queue_again
+from ghapp.core.settings import load_settings
 from tests.conftest import APP_ID
 from tests.e2e.conftest import JOB_TIMEOUT, Stack
 from tests.support import failure_text, wait_for, wait_job
@@ -108,7 +109,8 @@ def test_a_push_run_again_from_its_entry_gets_a_fresh_job_and_check_run(
     wait_job(stack.redis, answer.json()["job_id"], timeout=JOB_TIMEOUT + 30)
     original = entry(stack, delivery)
 
-    again = queue_again(stack.redis, original, queue_name="ghapp", job_timeout=JOB_TIMEOUT)
+    settings = load_settings({"JOB_TIMEOUT": str(JOB_TIMEOUT)})
+    again = queue_again(stack.redis, original, settings)
     job = wait_job(stack.redis, again.job_id, timeout=JOB_TIMEOUT + 30)
     assert job.get_status() == JobStatus.FINISHED, failure_text(job)
     assert (job.return_value()["sha"], job.return_value()["delivery"]) == (sha, again.delivery)
