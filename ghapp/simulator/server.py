@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug.http import http_date
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
@@ -17,7 +18,7 @@ from ghapp.simulator.app_jwt import AppJwtVerifier, load_app_public_key
 from ghapp.simulator.clock import SimClock
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.installation_auth import LEVELS
-from ghapp.simulator.manifests import manifest_from_document, register_app
+from ghapp.simulator.manifests import ManifestRejected, manifest_from_document, register_app
 from ghapp.simulator.models import (
     CheckRun,
     HookDelivery,
@@ -488,8 +489,6 @@ class GitHubSimulator:
     ) -> tuple[SimulatedApp, bytes]:
         """Register an App from a manifest (the same checks as the manifest page; ValueError
         listing the problems) without the browser steps; returns it and its private key PEM."""
-        from ghapp.simulator.manifests import ManifestRejected
-
         try:
             parsed = manifest_from_document(dict(manifest), self._registry)
             app, code = register_app(self._registry, parsed, owner)
@@ -559,7 +558,7 @@ class GitHubSimulator:
             )
         )
 
-    def _public_key_of(self, app_id: str) -> Any:
+    def _public_key_of(self, app_id: str) -> RSAPublicKey | None:
         app = self._registry.app(app_id)
         if app is None or app.id != app_id:
             return None
