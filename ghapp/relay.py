@@ -595,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     by SIGTERM or SIGINT, 2 on a bad configuration."""
     from ghapp.core.logs import configure_logging
 
-    parser = argparse.ArgumentParser(prog="ghapp relay", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ghapp relay", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("source", help="the channel's URL, e.g. https://smee.io/CHANNEL")
     parser.add_argument("--target", default=default_target(3000), help="the local webhook")
     parser.add_argument("--allow-remote-target", action="store_true")
