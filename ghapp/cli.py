@@ -83,6 +83,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ghapp.supervisor import serve
 
     settings = _settings()
+    if not settings.app_id:
+        # No App yet: the registration page, on the port the App's webhook will use.
+        configure_logging(settings.log_level, settings.log_format)
+        logging.getLogger("ghapp.serve").info(
+            "no GitHub App configured (GITHUB_APP_ID): register one at http://127.0.0.1:%s/ "
+            "(webhook deliveries are refused with 503 until then)",
+            settings.port,
+        )
+        register(settings, public_url=settings.public_url, port=settings.port, force=False)
+        settings = _settings()  # what registration wrote to .env
     settings.require_web()
     settings.require_worker()
     assert settings.private_key
@@ -92,7 +102,137 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = private_key_file_warning(settings.private_key_path)
     if warning:
         logging.getLogger("ghapp.serve").warning(warning)
-    return serve(settings, data_dir=Path(args.data_dir))
+    stop_relay = None
+    if settings.webhook_proxy_url:
+        from ghapp.relay import RelayError, default_target, start_relay_thread
+
+        try:
+            _, stop_relay = start_relay_thread(
+                settings.webhook_proxy_url, default_target(settings.port)
+            )
+        except RelayError as exc:
+            raise ConfigError(f"WEBHOOK_PROXY_URL: {exc}") from None
+    try:
+        return serve(settings, data_dir=Path(args.data_dir))
+    finally:
+        if stop_relay is not None:
+            stop_relay.set()
+
+
+def register(
+    settings: Settings,
+    *,
+    public_url: str | None,
+    port: int,
+    force: bool,
+    org: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Serve the registration page on loopback until the App is made; what GitHub said of it."""
+    from ghapp.registration import Registration, serve_registration
+
+    page = Registration(
+        github_url=settings.github_url,
+        api_url=settings.api_url,
+        env_path=Path(".env").resolve(),
+        name=name or f"ghapp-{uuid.uuid4().hex[:6]}",
+        redirect_url=f"http://127.0.0.1:{port}/registered",
+        public_url=public_url,
+        org=org,
+        force=force,
+    )
+    try:
+        serve_registration(page, "127.0.0.1", port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another with --port"
+        ) from None
+    return page.registered or {}
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    public_url = args.public_url or settings.public_url
+    if public_url:
+        public_url = load_settings({"PUBLIC_URL": public_url}).public_url  # validated
+    print(
+        f"ghapp register: open http://127.0.0.1:{args.port}/ in your browser and press "
+        f'"Register GitHub App" ({settings.github_url})',
+        flush=True,
+    )
+    app = register(
+        settings,
+        public_url=public_url,
+        port=args.port,
+        force=args.force,
+        org=args.org,
+        name=args.name,
+    )
+    print(
+        f"ghapp register: App {app.get('slug')} (id {app.get('id')}) registered, settings in "
+        f".env; install it: {app.get('html_url')}/installations/new, then run ghapp serve"
+    )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ghapp.simulate import (
+        SimulateError,
+        parse_files,
+        run_simulation,
+        simulate_push,
+        simulate_rerun,
+    )
+
+    if args.action and not args.target:
+        raise ConfigError(f"simulate {args.action} needs the repository: OWNER/NAME")
+    try:
+        if args.action == "push":
+            settings = _settings()
+            done = simulate_push(
+                settings.github_url,
+                args.target,
+                branch=args.branch,
+                files=parse_files(args.file or []),
+            )
+        elif args.action == "rerun":
+            settings = _settings()
+            done = simulate_rerun(
+                settings.github_url, args.target, branch=args.branch, sha=args.sha
+            )
+        else:
+            configure_logging("INFO", "text")
+            port = load_settings({"PORT": str(args.port)}).port  # validated
+            return run_simulation(
+                port=port,
+                ghapp_port=_settings().port,
+                repositories=args.repository or ["demo-org/hello-world"],
+                env_path=None if args.print_env else Path(".env").resolve(),
+                force=args.force,
+            )
+    except SimulateError as exc:
+        raise ConfigError(str(exc)) from None
+    for delivery in done["deliveries"]:
+        print(
+            f"{args.action} of {done['sha'][:12]} delivered to App {delivery['app_id']}: "
+            f"{delivery['status_code'] or 'no answer'} ({delivery['guid']})"
+        )
+    if not done["deliveries"]:
+        print(f"{done['sha'][:12]}: no App with an active webhook is installed on the repository")
+    return 0 if all(d["status_code"] and d["status_code"] < 300 for d in done["deliveries"]) else 1
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from ghapp.relay import RelayError, default_target, run_relay
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        run_relay(args.url, args.target or default_target(settings.port))
+    except RelayError as exc:
+        raise ConfigError(str(exc)) from None
+    return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -316,6 +456,38 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--since", help="with --failed: only those of the last 30m, 1h, 2d...")
     again.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=data_dir_help)
     again.set_defaults(func=cmd_retry)
+    registration = sub.add_parser(
+        "register", help="create the GitHub App in one click (App manifest) and write .env"
+    )
+    registration.add_argument("--org", help="register it for this organisation")
+    registration.add_argument("--public-url", help="where GitHub reaches ghapp (PUBLIC_URL)")
+    registration.add_argument("--name", help="the App's name (default: ghapp-<random>)")
+    registration.add_argument("--port", type=int, default=3000, help="the local page's port")
+    registration.add_argument(
+        "--force", action="store_true", help="replace the App in .env (kept as .env.bak)"
+    )
+    registration.set_defaults(func=cmd_register)
+    simulate = sub.add_parser(
+        "simulate", help="a local GitHub (the simulator) with an App, for development"
+    )
+    simulate.add_argument("action", nargs="?", choices=("push", "rerun"), default=None)
+    simulate.add_argument("target", nargs="?", metavar="OWNER/NAME", help="push/rerun: where")
+    simulate.add_argument(
+        "--repository", action="append", metavar="OWNER/NAME", help="a repository to serve"
+    )
+    simulate.add_argument("--port", type=int, default=3001, help="the local GitHub's port")
+    simulate.add_argument("--print-env", action="store_true", help="print settings, no .env")
+    simulate.add_argument("--force", action="store_true", help="replace the App in .env")
+    simulate.add_argument("--branch", help="push/rerun: the branch (default: the default one)")
+    simulate.add_argument(
+        "--file", action="append", metavar="PATH=CONTENT", help="push: a file to commit"
+    )
+    simulate.add_argument("--sha", help="rerun: the commit (default: the branch's tip)")
+    simulate.set_defaults(func=cmd_simulate)
+    relay = sub.add_parser("relay", help="forward deliveries from a smee-style channel")
+    relay.add_argument("url", help="the channel, e.g. https://smee.io/CHANNEL")
+    relay.add_argument("--target", help="default: http://127.0.0.1:$PORT/webhook")
+    relay.set_defaults(func=cmd_relay)
     return top
 
 

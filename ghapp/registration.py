@@ -111,12 +111,17 @@ def env_lines(app: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def write_env(path: Path, app: Mapping[str, Any], *, force: bool) -> Path | None:
-    """Write the App's settings into ``path`` (mode 0600), keeping its other lines. An App
-    already there is replaced only with ``force``, the old file kept as ``.env.bak`` (0600);
-    the backup's path, if one was made."""
+def write_env(
+    path: Path, app: Mapping[str, Any], *, force: bool, extra: Mapping[str, str] | None = None
+) -> Path | None:
+    """Write the App's settings (and ``extra`` ones) into ``path`` (mode 0600), keeping its
+    other lines. An App already there is replaced only with ``force``, the old file kept as
+    ``.env.bak`` (0600); the backup's path, if one was made."""
+    extra = dict(extra or {})
     old = path.read_text() if path.exists() else ""
-    kept = [line for line in old.splitlines() if not _is_app_line(line)]
+    kept = [
+        line for line in old.splitlines() if not _is_app_line(line) and _name(line) not in extra
+    ]
     if (
         any(
             line.startswith(("GITHUB_APP_ID=", "export GITHUB_APP_ID="))
@@ -132,14 +137,18 @@ def write_env(path: Path, app: Mapping[str, Any], *, force: bool) -> Path | None
     if old and force:
         backup = path.with_name(path.name + ".bak")
         _write_private(backup, old)
-    text = "\n".join([*kept, *env_lines(app)]).strip("\n") + "\n"
+    added = [f'{name}="{value}"' for name, value in extra.items()]
+    text = "\n".join([*kept, *env_lines(app), *added]).strip("\n") + "\n"
     _write_private(path, text)
     return backup
 
 
+def _name(line: str) -> str:
+    return line.removeprefix("export ").split("=", 1)[0].strip()
+
+
 def _is_app_line(line: str) -> bool:
-    name = line.removeprefix("export ").split("=", 1)[0].strip()
-    return name in ENV_NAMES or line.startswith("# GitHub App ")
+    return _name(line) in ENV_NAMES or line.startswith("# GitHub App ")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -80,6 +80,8 @@ class Settings:
     dashboard_password: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    # A smee-style channel whose deliveries ``ghapp serve`` relays to its own webhook.
+    webhook_proxy_url: str | None = None
 
     def require_web(self) -> None:
         """Raise ConfigError unless the web process has what it needs."""
@@ -142,6 +144,16 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}={raw!r} is not an http(s) URL: set it to e.g. {default}")
     return raw.rstrip("/")
+
+
+def _optional_url(env: Mapping[str, str], name: str, example: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={raw!r} is not an http(s) URL: set it to e.g. {example}")
+    return raw
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -329,6 +341,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dashboard_password=env.get("DASHBOARD_PASSWORD", "").strip() or None,
         metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
         log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+        webhook_proxy_url=_optional_url(env, "WEBHOOK_PROXY_URL", "https://smee.io/CHANNEL"),
     )
 
 

@@ -16,6 +16,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from ghapp.simulator import repositories
 from ghapp.simulator.app_jwt import AppJwtVerifier, load_app_public_key
 from ghapp.simulator.clock import SimClock
+from ghapp.simulator.control import control_routes
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.installation_auth import LEVELS
 from ghapp.simulator.manifests import ManifestRejected, manifest_from_document, register_app
@@ -106,6 +107,11 @@ class GitHubSimulator:
         self._thread: threading.Thread | None = None
         self._commit_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    def enable_control(self) -> None:
+        """Serve ``/_simulator/push`` and ``/_simulator/rerun`` (control.py), for a standalone
+        simulator that other processes drive (``ghapp simulate push``)."""
+        self._app.control = control_routes(self)
 
     # Lifecycle ---------------------------------------------------------------------------
 

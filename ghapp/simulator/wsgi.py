@@ -13,6 +13,7 @@ from ghapp.simulator.api import mint_access_token
 from ghapp.simulator.app_jwt import AppJwtVerifier
 from ghapp.simulator.app_pages import AppPages
 from ghapp.simulator.checks import ChecksApi
+from ghapp.simulator.control import PREFIX as CONTROL_PREFIX
 from ghapp.simulator.git_http import GitHttpBackend
 from ghapp.simulator.hook_api import get_delivery, list_deliveries, redeliver
 from ghapp.simulator.models import RequestRecord
@@ -64,6 +65,8 @@ class SimulatorApp:
         self._git = git_backend
         self._webhooks = webhooks
         self.pages = AppPages(registry, webhooks)
+        # ``/_simulator/…`` (control.py), served only by a standalone simulator.
+        self.control: Callable[[Request], Response] | None = None
         self.checks = ChecksApi(registry)
         self.statuses = StatusesApi(registry)
         # (path, method, handler called with the request, the Links and the path's groups)
@@ -113,6 +116,8 @@ class SimulatorApp:
         environ: dict[str, Any],
         start_response: StartResponse,
     ) -> Iterable[bytes]:
+        if self.control is not None and path.startswith(CONTROL_PREFIX):
+            return self.control(request)(environ, start_response)
         match = _ACCESS_TOKENS.match(path)
         if match and request.method == "POST":
             installation_id = int(match["id"])
