@@ -129,8 +129,17 @@ def register(
     name: str | None = None,
 ) -> dict[str, Any]:
     """Serve the registration page on loopback until the App is made; what GitHub said of it."""
-    from ghapp.registration import Registration, serve_registration
+    from ghapp.registration import (
+        Registration,
+        RegistrationError,
+        check_replaceable,
+        serve_registration,
+    )
 
+    try:
+        check_replaceable(Path(".env"), force=force)
+    except RegistrationError as exc:
+        raise ConfigError(str(exc)) from None
     page = Registration(
         github_url=settings.github_url,
         api_url=settings.api_url,

@@ -118,21 +118,11 @@ def write_env(
     other lines. An App already there is replaced only with ``force``, the old file kept as
     ``.env.bak`` (0600); the backup's path, if one was made."""
     extra = dict(extra or {})
+    check_replaceable(path, force=force)
     old = path.read_text() if path.exists() else ""
     kept = [
         line for line in old.splitlines() if not _is_app_line(line) and _name(line) not in extra
     ]
-    if (
-        any(
-            line.startswith(("GITHUB_APP_ID=", "export GITHUB_APP_ID="))
-            for line in old.splitlines()
-        )
-        and not force
-    ):
-        raise RegistrationError(
-            f"{path} already names a GitHub App (GITHUB_APP_ID): run `ghapp register "
-            "--force` to replace it (the old file is kept as .env.bak)"
-        )
     backup = None
     if old and force:
         backup = path.with_name(path.name + ".bak")
@@ -141,6 +131,16 @@ def write_env(
     text = "\n".join([*kept, *env_lines(app), *added]).strip("\n") + "\n"
     _write_private(path, text)
     return backup
+
+
+def check_replaceable(path: Path, *, force: bool) -> None:
+    """RegistrationError unless ``path`` names no App yet, or ``force`` allows replacing it."""
+    old = path.read_text() if path.exists() else ""
+    if not force and any(_name(line) == "GITHUB_APP_ID" for line in old.splitlines()):
+        raise RegistrationError(
+            f"{path} already names a GitHub App (GITHUB_APP_ID): add --force to replace it "
+            "(the old file is kept as .env.bak)"
+        )
 
 
 def _name(line: str) -> str:

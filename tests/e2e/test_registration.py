@@ -4,7 +4,10 @@ simulator's pages); then a push to the installed repository is processed by that
 
 from __future__ import annotations
 
+import html as html_module
+import re
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +109,59 @@ def test_register_create_install_then_a_push_is_processed(
     finally:
         page.close()
         serve.stop()
+
+
+def form_fields(html: str) -> tuple[str, dict[str, str]]:
+    """A page's first form: its action and its named inputs' values (unescaped)."""
+    action = html_module.unescape(re.search(r'<form[^>]*action="([^"]*)"', html)[1])
+    fields = {
+        name: html_module.unescape(value)
+        for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html)
+    }
+    return action, fields
+
+
+def test_the_register_command_writes_env_and_refuses_to_replace_an_app(
+    github: GitHubSimulator, tmp_path: Path
+):
+    port = free_port()
+    env = child_env({"GITHUB_URL": github.url, "GITHUB_API_URL": github.api_url})
+    command = ["register", "--port", str(port), "--public-url", "https://ci.example.com"]
+    register = Process("register", ghapp(command), env, tmp_path, tmp_path)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 30, "the registration page")
+        action, fields = form_fields(requests.get(f"http://127.0.0.1:{port}/", timeout=5).text)
+        assert action.startswith(f"{github.url}/settings/apps/new?state=")
+        create = requests.post(action, data=fields, timeout=10)
+        create_action, create_fields = form_fields(create.text)
+        back = requests.post(
+            github.url + create_action, data=create_fields, timeout=10, allow_redirects=False
+        )
+        assert back.status_code == 302
+        assert back.headers["Location"].startswith(f"http://127.0.0.1:{port}/registered?code=")
+        done = requests.get(back.headers["Location"], timeout=10)
+        assert "GitHub App registered" in done.text
+        assert register.popen.wait(15) == 0
+        printed = register.output()
+    finally:
+        register.stop()
+    (app,) = github.apps()
+    assert app.webhook_url == "https://ci.example.com/webhook"
+    assert f"{app.html_url(github.url)}/installations/new" in printed
+    env_file = tmp_path / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    written = env_file.read_text()
+    assert f'GITHUB_APP_ID="{app.id}"' in written
+    assert "BEGIN" not in printed  # the key went to .env only
+
+    again = subprocess.run(
+        ghapp([*command[:2], str(free_port())]),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.returncode == 2
+    assert "--force" in again.stderr
+    assert env_file.read_text() == written
