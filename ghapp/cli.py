@@ -32,6 +32,7 @@ from ghapp.core.settings import (
     private_key_file_warning,
 )
 from ghapp.embedded_redis import URL_FILE, EmbeddedRedisError, running_url
+from ghapp.registration import ENV_NAMES
 
 DEFAULT_DATA_DIR = ".ghapp"
 
@@ -91,8 +92,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "(webhook deliveries are refused with 503 until then)",
             settings.port,
         )
-        register(settings, public_url=settings.public_url, port=settings.port, force=False)
+        register(
+            settings,
+            public_url=settings.public_url,
+            port=settings.port,
+            force=False,
+            serving=True,
+        )
         settings = _settings()  # what registration wrote to .env
+        shadowed = sorted(n for n in ENV_NAMES if n in os.environ or n in withheld())
+        if shadowed:
+            logging.getLogger("ghapp.serve").warning(
+                "the environment sets %s, which win over what registration wrote to .env: "
+                "unset them, or deliveries of the new App will be refused",
+                ", ".join(shadowed),
+            )
     settings.require_web()
     settings.require_worker()
     assert settings.private_key
@@ -127,8 +141,10 @@ def register(
     force: bool,
     org: str | None = None,
     name: str | None = None,
+    serving: bool = False,
 ) -> dict[str, Any]:
-    """Serve the registration page on loopback until the App is made; what GitHub said of it."""
+    """Serve the registration page until the App is made; what GitHub said of it. On loopback,
+    unless ``ghapp serve`` has a PUBLIC_URL: then where GitHub's users reach it."""
     from ghapp.registration import (
         Registration,
         RegistrationError,
@@ -140,18 +156,24 @@ def register(
         check_replaceable(Path(".env"), force=force)
     except RegistrationError as exc:
         raise ConfigError(str(exc)) from None
+    reachable = serving and public_url
     page = Registration(
         github_url=settings.github_url,
         api_url=settings.api_url,
         env_path=Path(".env").resolve(),
         name=name or f"ghapp-{uuid.uuid4().hex[:6]}",
-        redirect_url=f"http://127.0.0.1:{port}/registered",
+        redirect_url=f"{public_url}/registered"
+        if reachable
+        else f"http://127.0.0.1:{port}/registered",
         public_url=public_url,
         org=org,
         force=force,
+        proxy_url=settings.webhook_proxy_url,
+        serving=serving,
     )
+    host = settings.host if reachable else "127.0.0.1"
     try:
-        serve_registration(page, "127.0.0.1", port)
+        serve_registration(page, host, port)
     except OSError as exc:
         raise ConfigError(
             f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another with --port"
@@ -161,6 +183,7 @@ def register(
 
 def cmd_register(args: argparse.Namespace) -> int:
     settings = _settings()
+    load_settings({"PORT": str(args.port)})  # the port, validated
     configure_logging(settings.log_level, settings.log_format)
     public_url = args.public_url or settings.public_url
     if public_url:
@@ -187,7 +210,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ghapp.simulate import (
+        TOKEN_VARIABLE,
         SimulateError,
+        check_repositories,
         parse_files,
         run_simulation,
         simulate_push,
@@ -201,6 +226,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             settings = _settings()
             done = simulate_push(
                 settings.github_url,
+                environment().get(TOKEN_VARIABLE),
                 args.target,
                 branch=args.branch,
                 files=parse_files(args.file or []),
@@ -208,11 +234,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         elif args.action == "rerun":
             settings = _settings()
             done = simulate_rerun(
-                settings.github_url, args.target, branch=args.branch, sha=args.sha
+                settings.github_url,
+                environment().get(TOKEN_VARIABLE),
+                args.target,
+                branch=args.branch,
+                sha=args.sha,
             )
         else:
             configure_logging("INFO", "text")
             port = load_settings({"PORT": str(args.port)}).port  # validated
+            check_repositories(args.repository or [])
             return run_simulation(
                 port=port,
                 ghapp_port=_settings().port,
@@ -223,9 +254,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except SimulateError as exc:
         raise ConfigError(str(exc)) from None
     for delivery in done["deliveries"]:
+        answer = delivery["status_code"] or "no answer (is `ghapp serve` running on PORT?)"
         print(
             f"{args.action} of {done['sha'][:12]} delivered to App {delivery['app_id']}: "
-            f"{delivery['status_code'] or 'no answer'} ({delivery['guid']})"
+            f"{answer} ({delivery['guid']})"
         )
     if not done["deliveries"]:
         print(f"{done['sha'][:12]}: no App with an active webhook is installed on the repository")
@@ -238,7 +270,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        run_relay(args.url, args.target or default_target(settings.port))
+        run_relay(
+            args.url,
+            args.target or default_target(settings.port),
+            allow_remote_target=args.allow_remote_target,
+        )
     except RelayError as exc:
         raise ConfigError(str(exc)) from None
     return 0
@@ -496,6 +532,9 @@ def parser() -> argparse.ArgumentParser:
     relay = sub.add_parser("relay", help="forward deliveries from a smee-style channel")
     relay.add_argument("url", help="the channel, e.g. https://smee.io/CHANNEL")
     relay.add_argument("--target", help="default: http://127.0.0.1:$PORT/webhook")
+    relay.add_argument(
+        "--allow-remote-target", action="store_true", help="forward to a host not this one"
+    )
     relay.set_defaults(func=cmd_relay)
     return top
 

@@ -10,12 +10,13 @@ installation page.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger("ghapp.register")
@@ -40,6 +41,7 @@ ENV_NAMES = (
     "GITHUB_CLIENT_SECRET",
 )
 TIMEOUT = (5, 30)
+REFRESH_SECONDS = 5  # before the registered page moves on to the installation page
 
 
 class RegistrationError(Exception):
@@ -47,12 +49,21 @@ class RegistrationError(Exception):
 
 
 def manifest(
-    *, name: str, public_url: str | None, redirect_url: str, homepage: str | None = None
+    *,
+    name: str,
+    public_url: str | None,
+    redirect_url: str,
+    homepage: str | None = None,
+    proxy_url: str | None = None,
 ) -> dict[str, Any]:
     """GitHub's App manifest for ghapp: the permissions and events it uses, its webhook at
-    ``public_url`` (inactive when there is none yet: GitHub needs an address it can reach)."""
-    hook: dict[str, Any] = {"url": f"{public_url}/webhook", "active": True}
-    if not public_url:
+    ``public_url`` (or at the relay's channel, ``proxy_url``; inactive when there is neither:
+    GitHub needs an address it can reach)."""
+    if proxy_url:
+        hook: dict[str, Any] = {"url": proxy_url, "active": True}
+    elif public_url:
+        hook = {"url": f"{public_url}/webhook", "active": True}
+    else:
         hook = {"url": "https://example.com/webhook", "active": False}
     return {
         "name": name,
@@ -112,43 +123,85 @@ def env_lines(app: Mapping[str, Any]) -> list[str]:
 
 
 def write_env(
-    path: Path, app: Mapping[str, Any], *, force: bool, extra: Mapping[str, str] | None = None
+    path: Path,
+    app: Mapping[str, Any],
+    *,
+    force: bool,
+    extra: Mapping[str, str] | None = None,
+    replaceable: Callable[[Mapping[str, str]], bool] = lambda values: False,
 ) -> Path | None:
-    """Write the App's settings (and ``extra`` ones) into ``path`` (mode 0600), keeping its
-    other lines. An App already there is replaced only with ``force``, the old file kept as
-    ``.env.bak`` (0600); the backup's path, if one was made."""
+    """Write the App's settings (and ``extra`` ones) into ``path`` (mode 0600), keeping its other
+    statements whole (multi-line values too). An App already there is replaced only with
+    ``force`` (or when ``replaceable`` says so of the file's values), the old file kept as
+    ``.env.bak`` (``.env.bak.1``… when that exists: a backup is never overwritten); the
+    backup's path, if one was made."""
     extra = dict(extra or {})
-    check_replaceable(path, force=force)
+    check_replaceable(path, force=force, replaceable=replaceable)
     old = path.read_text() if path.exists() else ""
     kept = [
-        line for line in old.splitlines() if not _is_app_line(line) and _name(line) not in extra
+        original
+        for name, original in _statements(old)
+        if name not in ENV_NAMES
+        and name not in extra
+        and not (name is None and original.startswith("# GitHub App "))
     ]
     backup = None
-    if old and force:
-        backup = path.with_name(path.name + ".bak")
+    if _app_values(old):
+        backup = _free_backup(path)
         _write_private(backup, old)
     added = [f'{name}="{value}"' for name, value in extra.items()]
-    text = "\n".join([*kept, *env_lines(app), *added]).strip("\n") + "\n"
+    text = "".join(kept).rstrip("\n")
+    text = "\n".join(line for line in [text, *env_lines(app), *added] if line) + "\n"
     _write_private(path, text)
     return backup
 
 
-def check_replaceable(path: Path, *, force: bool) -> None:
-    """RegistrationError unless ``path`` names no App yet, or ``force`` allows replacing it."""
-    old = path.read_text() if path.exists() else ""
-    if not force and any(_name(line) == "GITHUB_APP_ID" for line in old.splitlines()):
+def check_replaceable(
+    path: Path,
+    *,
+    force: bool,
+    replaceable: Callable[[Mapping[str, str]], bool] = lambda values: False,
+) -> None:
+    """RegistrationError unless ``path`` holds no App setting yet, or ``force`` (or
+    ``replaceable``, judging its values) allows replacing them."""
+    text = path.read_text() if path.exists() else ""
+    values = _app_values(text)
+    if values and not force and not replaceable(_all_values(text)):
         raise RegistrationError(
-            f"{path} already names a GitHub App (GITHUB_APP_ID): add --force to replace it "
-            "(the old file is kept as .env.bak)"
+            f"{path} already holds a GitHub App's settings ({', '.join(sorted(values))}): add "
+            "--force to replace them (the old file is kept beside it as .env.bak)"
         )
 
 
-def _name(line: str) -> str:
-    return line.removeprefix("export ").split("=", 1)[0].strip()
+def _statements(text: str) -> list[tuple[str | None, str]]:
+    """``text``'s statements as python-dotenv reads them: (name or None, its whole text)."""
+    from dotenv.parser import parse_stream
+
+    return [(b.key, b.original.string) for b in parse_stream(io.StringIO(text))]
 
 
-def _is_app_line(line: str) -> bool:
-    return _name(line) in ENV_NAMES or line.startswith("# GitHub App ")
+def _all_values(text: str) -> dict[str, str]:
+    from dotenv.parser import parse_stream
+
+    return {b.key: b.value or "" for b in parse_stream(io.StringIO(text)) if b.key}
+
+
+def _app_values(text: str) -> dict[str, str]:
+    """The App settings ``text`` holds, by name."""
+    return {k: v for k, v in _all_values(text).items() if k in ENV_NAMES}
+
+
+def _free_backup(path: Path) -> Path:
+    return _free_name(path.with_name(path.name + ".bak"))
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``…: the first that does not exist."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -173,6 +226,8 @@ class Registration:
     public_url: str | None = None
     org: str | None = None
     force: bool = False
+    proxy_url: str | None = None
+    serving: bool = False  # ghapp serve's page: it goes on with the App once registered
     state: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     registered: dict[str, Any] | None = field(default=None, repr=False)
     done: threading.Event = field(default_factory=threading.Event)
@@ -194,17 +249,27 @@ class Registration:
     def start_page(self) -> Response:
         if self.registered:
             return self.next_steps()
-        body = manifest(name=self.name, public_url=self.public_url, redirect_url=self.redirect_url)
+        body = manifest(
+            name=self.name,
+            public_url=self.public_url,
+            redirect_url=self.redirect_url,
+            proxy_url=self.proxy_url,
+        )
         action = new_app_url(self.github_url, self.org, self.state)
         where = f"the organisation {escape(self.org)}" if self.org else "your account"
-        hook = (
-            f"<p>GitHub will send deliveries to <code>{escape(self.public_url)}/webhook</code>.</p>"
-            if self.public_url
-            else "<p>No public URL yet: the App's webhook is created inactive. Deploy ghapp (or "
-            "run <code>ghapp relay</code>), then set the webhook URL to "
-            "<code>https://YOUR-HOST/webhook</code> in the App's settings and make it active."
-            "</p>"
-        )
+        if body["hook_attributes"]["active"]:
+            relayed = " (relayed to ghapp by <code>ghapp relay</code>)" if self.proxy_url else ""
+            hook = (
+                "<p>GitHub will send deliveries to "
+                f"<code>{escape(body['hook_attributes']['url'])}</code>{relayed}.</p>"
+            )
+        else:
+            hook = (
+                "<p>No public URL yet: the App's webhook is created inactive. Set PUBLIC_URL "
+                "(a deployment), or WEBHOOK_PROXY_URL (a smee.io channel, relayed by "
+                "<code>ghapp relay</code>), and register again; or set the webhook URL in the "
+                "App's settings later and make it active.</p>"
+            )
         return _page(
             200,
             "Register a GitHub App",
@@ -230,11 +295,24 @@ class Registration:
         if self.registered:
             return self.next_steps()
         try:
+            # Before the code is spent: GitHub gives the App's key once.
+            check_replaceable(self.env_path, force=self.force)
             app = convert(self.api_url, code)
-            backup = write_env(self.env_path, app, force=self.force)
         except RegistrationError as exc:
             log.error("%s", exc)
             return _page(409, "Registration failed", f"<p>{escape(str(exc))}</p>")
+        try:
+            backup = write_env(self.env_path, app, force=True)
+        except OSError as exc:
+            # The App exists and its key is in hand: keep it somewhere, never lose it.
+            fallback = _free_name(self.env_path.with_name(self.env_path.name + ".new"))
+            _write_private(fallback, "\n".join(env_lines(app)) + "\n")
+            message = (
+                f"{self.env_path} could not be written ({exc.strerror}); the App's settings are "
+                f"in {fallback} (readable by you only): move them into {self.env_path.name}"
+            )
+            log.error("%s", message)
+            return _page(500, "Registration saved elsewhere", f"<p>{escape(message)}</p>")
         self.registered = {k: app.get(k) for k in ("id", "slug", "html_url", "name")}
         log.info(
             "registered GitHub App %s (id %s); its settings are in %s%s",
@@ -249,20 +327,31 @@ class Registration:
     def next_steps(self) -> Response:
         app = self.registered or {}
         install = f"{app.get('html_url', '')}/installations/new"
+        then = (
+            "ghapp serve goes on with it, on this address."
+            if self.serving
+            else "then run <code>ghapp serve</code> (it reads that file)."
+        )
         return _page(
             200,
             "GitHub App registered",
             f"<p>The GitHub App <b>{escape(str(app.get('name') or app.get('slug')))}</b> "
             f"(id {escape(str(app.get('id')))}) exists; its id, key and secrets are in "
             f"<code>{escape(str(self.env_path))}</code> (readable by you only).</p>"
-            f"<p>Next: <a href='{escape(install)}'>install it on your repositories</a>, then "
-            "run <code>ghapp serve</code> (it reads that file).</p>",
+            f"<p>Next: <a href='{escape(install)}'>install it on your repositories</a> (this "
+            f"page takes you there in a few seconds); {then}</p>",
+            refresh=(REFRESH_SECONDS, install),
         )
 
 
-def _page(status: int, title: str, body: str) -> Response:
+def _page(status: int, title: str, body: str, refresh: tuple[int, str] | None = None) -> Response:
+    meta = (
+        f"<meta http-equiv='refresh' content='{refresh[0]}; url={escape(refresh[1])}'>"
+        if refresh
+        else ""
+    )
     html = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>{meta}"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)} · ghapp</title></head>"
         "<body style='font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; "
@@ -275,9 +364,18 @@ def _json(status: int, content: Mapping[str, Any]) -> Response:
     return Response(json.dumps(content), status=status, content_type="application/json")
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """Logs each request without its query string: GitHub's code (worth the App's key for an
+    hour) comes back in it."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        log.debug("%s %s %s", self.command, path, code)
+
+
 def serve_registration(registration: Registration, host: str, port: int) -> None:
     """Serve the page on ``host:port`` until the App is registered (or the process is stopped)."""
-    server = make_server(host, port, registration, threaded=True)
+    server = make_server(host, port, registration, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="registration")
     thread.start()
     try:

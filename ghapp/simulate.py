@@ -6,6 +6,7 @@ an installation and sample repositories, and ``.env`` pointing ghapp at it; ``si
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 import tempfile
@@ -13,11 +14,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from ghapp.registration import RegistrationError, write_env
 from ghapp.simulator import GitHubSimulator
+from ghapp.simulator.control import TOKEN_HEADER
 
 log = logging.getLogger("ghapp.simulate")
 
@@ -28,6 +31,8 @@ SAMPLE_FILES = {
     "src/app.py": "def main() -> None:\n    print('hello, world')\n",
 }
 INSTALLATION_ID = 1
+# In the .env ghapp simulate writes: what `simulate push` and `rerun` show the simulator.
+TOKEN_VARIABLE = "GITHUB_SIMULATOR_TOKEN"
 
 
 class SimulateError(Exception):
@@ -41,7 +46,8 @@ def start_simulator(
     on ``repositories``; and the settings that point ghapp at it."""
     simulator = GitHubSimulator(root=root, port=port)
     simulator.start()
-    simulator.enable_control()
+    token = secrets.token_urlsafe(24)
+    simulator.enable_control(token)
     manifest = {
         "name": name,
         "url": simulator.url,
@@ -64,6 +70,7 @@ def start_simulator(
     settings = {
         "GITHUB_API_URL": simulator.api_url,
         "GITHUB_URL": simulator.url,
+        TOKEN_VARIABLE: token,
     }
     credentials = {
         "id": app.id,
@@ -121,7 +128,8 @@ def run_simulation(
                         env_path,
                         app,
                         force=force,
-                        extra={k: env[k] for k in ("GITHUB_API_URL", "GITHUB_URL")},
+                        extra={k: env[k] for k in ("GITHUB_API_URL", "GITHUB_URL", TOKEN_VARIABLE)},
+                        replaceable=lambda values: _local(values.get("GITHUB_URL", "")),
                     )
                 except RegistrationError as exc:
                     raise SimulateError(str(exc)) from None
@@ -154,10 +162,21 @@ def _check_port(port: int) -> None:
             ) from None
 
 
-def _control(github_url: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def _local(github_url: str) -> bool:
+    """Whether ``github_url`` is a local GitHub (an App of ``ghapp simulate``: replaceable)."""
+    return urlsplit(github_url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _control(
+    github_url: str, token: str | None, name: str, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    if not token:
+        raise SimulateError(
+            f"{TOKEN_VARIABLE} is not set: run this where `ghapp simulate` wrote its .env"
+        )
     url = f"{github_url.rstrip('/')}/_simulator/{name}"
     try:
-        response = requests.post(url, json=dict(body), timeout=60)
+        response = requests.post(url, json=dict(body), headers={TOKEN_HEADER: token}, timeout=60)
     except requests.RequestException as exc:
         raise SimulateError(
             f"no local GitHub answers at {github_url} ({type(exc).__name__}): start "
@@ -177,19 +196,32 @@ def _control(github_url: str, name: str, body: Mapping[str, Any]) -> dict[str, A
 
 
 def simulate_push(
-    github_url: str, repository: str, *, branch: str | None, files: Mapping[str, str]
+    github_url: str,
+    token: str | None,
+    repository: str,
+    *,
+    branch: str | None,
+    files: Mapping[str, str],
 ) -> dict[str, Any]:
     """Commit ``files`` on the running simulator and deliver the push."""
-    return _control(
-        github_url, "push", {"repository": repository, "branch": branch, "files": files}
-    )
+    body = {"repository": repository, "branch": branch, "files": dict(files)}
+    return _control(github_url, token, "push", body)
 
 
 def simulate_rerun(
-    github_url: str, repository: str, *, branch: str | None, sha: str | None
+    github_url: str, token: str | None, repository: str, *, branch: str | None, sha: str | None
 ) -> dict[str, Any]:
     """Press "Re-run all checks" on a commit of the running simulator."""
-    return _control(github_url, "rerun", {"repository": repository, "branch": branch, "sha": sha})
+    body = {"repository": repository, "branch": branch, "sha": sha}
+    return _control(github_url, token, "rerun", body)
+
+
+def check_repositories(names: Sequence[str]) -> None:
+    """SimulateError unless every name is OWNER/NAME."""
+    for name in names:
+        owner, sep, repo = name.partition("/")
+        if not sep or not owner or not repo or "/" in repo:
+            raise SimulateError(f"--repository {name!r} is not OWNER/NAME: e.g. demo-org/app")
 
 
 def parse_files(items: Sequence[str]) -> dict[str, str]:

@@ -156,6 +156,14 @@ def _optional_url(env: Mapping[str, str], name: str, example: str) -> str | None
     return raw
 
 
+def _api_default(github_url: str) -> str:
+    """GitHub Enterprise Server's API is under its host's ``/api/v3``: with GITHUB_URL set to
+    one, GITHUB_API_URL follows it unless set too."""
+    if github_url == DEFAULT_GITHUB_URL:
+        return DEFAULT_API_URL
+    return f"{github_url}/api/v3"
+
+
 def _redis_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("REDIS_URL", "").strip()
     if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
@@ -303,13 +311,14 @@ def _private_key(env: Mapping[str, str]) -> tuple[bytes | None, str | None]:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping; raise ConfigError on malformed values."""
     private_key, key_path = _private_key(env)
+    github_url = _url(env, "GITHUB_URL", DEFAULT_GITHUB_URL)
     return Settings(
         app_id=env.get("GITHUB_APP_ID", "").strip() or None,
         private_key=private_key,
         private_key_path=key_path,
         webhook_secrets=tuple(s.encode() for s in _list(env.get("GITHUB_WEBHOOK_SECRET"))),
-        api_url=_url(env, "GITHUB_API_URL", DEFAULT_API_URL),
-        github_url=_url(env, "GITHUB_URL", DEFAULT_GITHUB_URL),
+        api_url=_url(env, "GITHUB_API_URL", _api_default(github_url)),
+        github_url=github_url,
         redis_url=_redis_url(env),
         host=env.get("HOST", "").strip() or "0.0.0.0",
         port=_int(env, "PORT", DEFAULT_PORT, maximum=65535),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from ghapp.simulator.server import GitHubSimulator
 
 PREFIX = "/_simulator/"
+TOKEN_HEADER = "X-Simulator-Token"
 MAX_FILES = 1000
 
 
@@ -23,12 +25,18 @@ class ControlRefused(Exception):
     """A control request that cannot be carried out; the message says why."""
 
 
-def control_routes(simulator: GitHubSimulator) -> Callable[[Request], Response]:
-    """The handler of ``/_simulator/push`` and ``/_simulator/rerun`` for ``simulator``."""
+def control_routes(simulator: GitHubSimulator, token: str) -> Callable[[Request], Response]:
+    """The handler of ``/_simulator/push`` and ``/_simulator/rerun`` for ``simulator``: JSON
+    posts carrying ``token`` (``X-Simulator-Token``) only, never a browser's (``Origin``)."""
 
     def handle(request: Request) -> Response:
         if request.method != "POST":
             return error_response(405, "POST only")
+        given = request.headers.get(TOKEN_HEADER, "")
+        if "Origin" in request.headers or not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(403, f"{TOKEN_HEADER} is missing or wrong")
+        if request.mimetype != "application/json":
+            return error_response(415, "send application/json")
         try:
             body = json.loads(request.get_data(cache=False) or b"{}")
             if not isinstance(body, dict):
@@ -40,8 +48,10 @@ def control_routes(simulator: GitHubSimulator) -> Callable[[Request], Response]:
                 return json_response(200, rerun(simulator, body))
         except ValueError as exc:  # bad JSON, or the simulator refusing (no such repository...)
             return error_response(422, str(exc))
-        except (ControlRefused, KeyError) as exc:
-            return error_response(422, str(exc).strip("'\""))
+        except ControlRefused as exc:
+            return error_response(422, str(exc))
+        except KeyError as exc:  # the simulator has no such repository or App
+            return error_response(422, str(exc.args[0]) if exc.args else "not found")
         return error_response(404, "Not Found")
 
     return handle

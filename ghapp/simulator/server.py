@@ -108,10 +108,11 @@ class GitHubSimulator:
         self._commit_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def enable_control(self) -> None:
-        """Serve ``/_simulator/push`` and ``/_simulator/rerun`` (control.py), for a standalone
-        simulator that other processes drive (``ghapp simulate push``)."""
-        self._app.control = control_routes(self)
+    def enable_control(self, token: str) -> None:
+        """Serve ``/_simulator/push`` and ``/_simulator/rerun`` (control.py) to requests that
+        carry ``token``, for a standalone simulator other processes drive (``ghapp simulate
+        push``)."""
+        self._app.control = control_routes(self, token)
 
     # Lifecycle ---------------------------------------------------------------------------
 

@@ -50,11 +50,21 @@ def test_simulate_serve_push_and_rerun(tmp_path: Path, own_redis_url: str):
         assert rerun.returncode == 0, rerun.stderr
         wait_for(lambda: processed(env, tmp_path, "check_suite"), 30, "the re-run")
 
-        # A second simulator over this .env would replace its App: refused without --force.
-        again = run(["simulate", "--port", str(free_port())], env, tmp_path)
-        assert again.returncode == 2
-        assert "--force" in again.stderr
-        assert len(again.stderr.strip().splitlines()) == 1
+        # A .env of a local GitHub's App is the simulator's own: a new one replaces it, and
+        # the old file is kept.
+        github.stop()
+        again = Process(
+            "simulate-again",
+            ghapp(["simulate", "--port", str(free_port())]),
+            env,
+            tmp_path,
+            tmp_path,
+        )
+        try:
+            wait_for(lambda: "Next:" in again.output(), 30, "ghapp simulate to start again")
+        finally:
+            again.stop()
+        assert (tmp_path / ".env.bak").exists()
     finally:
         if serve is not None:
             serve.stop()
@@ -66,7 +76,29 @@ def test_simulate_push_without_a_local_github_says_what_to_do(tmp_path: Path):
     done = run(["simulate", "push", "o/r"], env, tmp_path)
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
+    assert "GITHUB_SIMULATOR_TOKEN is not set" in line
+    env["GITHUB_SIMULATOR_TOKEN"] = "t"
+    done = run(["simulate", "push", "o/r"], env, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
     assert "start `ghapp simulate` first" in line
     missing = run(["simulate", "push"], env, tmp_path)
     assert missing.returncode == 2
     assert "needs the repository" in missing.stderr
+
+
+def test_simulate_never_replaces_a_real_apps_env_without_force(tmp_path: Path):
+    (tmp_path / ".env").write_text("GITHUB_APP_ID=12\nGITHUB_URL=https://github.com\n")
+    env = child_env({})
+    done = run(["simulate", "--port", str(free_port())], env, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "--force" in line
+    assert (tmp_path / ".env").read_text() == "GITHUB_APP_ID=12\nGITHUB_URL=https://github.com\n"
+
+
+def test_simulate_refuses_a_repository_that_is_not_owner_slash_name(tmp_path: Path):
+    done = run(["simulate", "--repository", "noslash"], child_env({}), tmp_path)
+    assert done.returncode == 2
+    assert "is not OWNER/NAME" in done.stderr
+    assert "Traceback" not in done.stderr

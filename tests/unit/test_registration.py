@@ -3,8 +3,11 @@ App's owner only, never replacing an App without --force."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,112 @@ def test_github_unreachable_is_a_page_saying_what_to_do(tmp_path: Path) -> None:
     assert answer.status_code == 409
     assert "could not be reached" in answer.get_data(as_text=True)
     assert not page.done.is_set()
+
+
+def test_a_backup_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    write_env(path, APP, force=False)
+    write_env(path, {**APP, "id": 7}, force=True)
+    write_env(path, {**APP, "id": 8}, force=True)
+    assert 'GITHUB_APP_ID="4242"' in (tmp_path / ".env.bak").read_text()
+    assert 'GITHUB_APP_ID="7"' in (tmp_path / ".env.bak.1").read_text()
+    assert stat.S_IMODE((tmp_path / ".env.bak.1").stat().st_mode) == 0o600
+
+
+def test_other_statements_are_kept_whole_and_an_old_multi_line_key_goes_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text(
+        '# my settings\nexport PROCESS_COMMAND="make check"\n'
+        'GITHUB_PRIVATE_KEY="-----BEGIN OLD-----\nMIIOLD\n-----END OLD-----"\n'
+        'NOTE="two\nlines"\n'
+    )
+    write_env(path, APP, force=True)
+    text = path.read_text()
+    assert "MIIOLD" not in text
+    assert '# my settings\nexport PROCESS_COMMAND="make check"\n' in text
+    assert 'NOTE="two\nlines"' in text
+    from dotenv import dotenv_values
+
+    values = dotenv_values(path)
+    assert values["NOTE"] == "two\nlines"
+    assert values["GITHUB_APP_ID"] == "4242"
+    assert "MIIOLD" in (tmp_path / ".env.bak").read_text()  # the old one, kept
+
+
+def test_any_app_setting_already_there_counts_as_an_app(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("GITHUB_WEBHOOK_SECRET=precious\n")
+    with pytest.raises(RegistrationError, match="GITHUB_WEBHOOK_SECRET"):
+        write_env(path, APP, force=False)
+    assert path.read_text() == "GITHUB_WEBHOOK_SECRET=precious\n"
+
+
+def test_an_app_already_in_env_is_refused_before_githubs_code_is_spent(tmp_path: Path) -> None:
+    page = registration(tmp_path)
+    (tmp_path / ".env").write_text("GITHUB_APP_ID=5\n")
+    answer = Client(page).get(f"/registered?code=c&state={page.state}")
+    assert answer.status_code == 409
+    body = answer.get_data(as_text=True)
+    assert "--force" in body
+    assert "could not be reached" not in body  # GitHub was not asked: the code still works
+
+
+def test_an_env_that_cannot_be_written_keeps_the_app_in_a_file_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ghapp.registration as registration_module
+
+    page = registration(tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # GitHub's answer, and a disk that fills as .env is written (neither reachable otherwise).
+    monkeypatch.setattr(registration_module, "convert", lambda api_url, code: APP)
+    monkeypatch.setattr(registration_module, "write_env", disk_full)
+    answer = Client(page).get(f"/registered?code=c&state={page.state}")
+    assert answer.status_code == 500
+    saved = tmp_path / ".env.new"
+    assert str(saved) in answer.get_data(as_text=True)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert "MIIB" in saved.read_text()
+
+
+def test_the_page_never_logs_githubs_code(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    import requests
+
+    from ghapp.local import free_port
+    from ghapp.registration import serve_registration
+
+    page = registration(tmp_path)
+    port = free_port()
+    server = threading.Thread(target=serve_registration, args=(page, "127.0.0.1", port))
+    server.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            url = f"http://127.0.0.1:{port}/registered?code=SECRETCODE&state=wrong"
+            for _ in range(50):
+                try:
+                    assert requests.get(url, timeout=2).status_code == 400
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+        served = [r.getMessage() for r in caplog.records if r.name.startswith("ghapp")]
+        assert any("/registered" in line for line in served)
+        assert not any("SECRETCODE" in line for line in served)
+        werkzeug_lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+        assert not any("SECRETCODE" in line for line in werkzeug_lines)
+    finally:
+        page.done.set()
+        server.join(5)
+
+
+def test_with_a_relay_channel_the_webhook_is_the_channel() -> None:
+    hook = manifest(
+        name="x", public_url=None, redirect_url="http://r", proxy_url="https://smee.io/abc"
+    )["hook_attributes"]
+    assert hook == {"url": "https://smee.io/abc", "active": True}

@@ -287,3 +287,14 @@ def test_report_settings_are_refused_in_one_line(env: dict[str, str], message: s
         load_settings(env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_github_enterprise_servers_api_follows_its_url_unless_set() -> None:
+    assert load_settings({}).api_url == "https://api.github.com"
+    ghes = load_settings({"GITHUB_URL": "https://ghe.example.com/"})
+    assert (ghes.github_url, ghes.api_url) == (
+        "https://ghe.example.com",
+        "https://ghe.example.com/api/v3",
+    )
+    both = load_settings({"GITHUB_URL": "https://ghe.example.com", "GITHUB_API_URL": "https://a.x"})
+    assert both.api_url == "https://a.x"
