@@ -35,6 +35,8 @@ from ghapp.embedded_redis import URL_FILE, EmbeddedRedisError, running_url
 from ghapp.registration import ENV_NAMES
 
 DEFAULT_DATA_DIR = ".ghapp"
+# What a delivery id is made of (GitHub's are GUIDs; a run again's add "-again-…").
+DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 def _settings() -> Settings:
@@ -437,13 +439,29 @@ def cmd_retry(args: argparse.Namespace) -> int:
     connection = operator_redis(settings, Path(args.data_dir))
     errors = 0
     if args.failed:
-        found = history.recent(connection, settings.history_limit, outcome="failed", since=since)
-        entries = [entry for entry in found if entry.get("job_state") == "failed"]
+        found = history.recent(
+            connection,
+            settings.history_limit,
+            outcome="failed",
+            since=since,
+            scan=settings.history_limit,
+        )
+        # A failure run again already is retried through its newest run, not twice.
+        entries = [
+            entry
+            for entry in found
+            if entry.get("job_state") == "failed" and not entry.get("run_again_as")
+        ]
         if not entries:
             print("no failed deliveries" + (f" in the last {args.since}" if since else ""))
     else:
         entries = []
         for delivery in dict.fromkeys(args.deliveries):
+            if not DELIVERY_ID.fullmatch(delivery):
+                raise ConfigError(
+                    f"{delivery!r} is not a delivery id (letters, digits, - and _): copy one "
+                    "from `ghapp deliveries`"
+                )
             matching = history.find(connection, delivery)
             if not matching:
                 print(

@@ -150,10 +150,13 @@ def where(settings: Settings, data_dir: Path) -> list[str]:
     )
     metrics = "bearer token METRICS_TOKEN" if settings.metrics_token else "open: set METRICS_TOKEN"
     if settings.redis_url:
-        redis = f'rq info -u "$REDIS_URL"   (Redis at {describe(settings.redis_url)})'
+        redis = f'RQ_REDIS_URL="$REDIS_URL" rq info   (Redis at {describe(settings.redis_url)})'
     else:
         url_file = shlex.quote(str(data_dir / "redis" / URL_FILE))
-        redis = f'rq info -u "$(cat {url_file})"   (the embedded Redis; its URL holds its password)'
+        redis = (
+            f'RQ_REDIS_URL="$(cat {url_file})" rq info   (the embedded Redis; its URL holds its '
+            "password: kept off command lines)"
+        )
     return [
         f"webhook:    {base}/webhook",
         f"dashboard:  {base}/dashboard ({dashboard})",
@@ -214,6 +217,8 @@ def serve(settings: Settings, *, data_dir: Path, env: Mapping[str, str] | None =
             embedded = EmbeddedRedis(data_dir / "redis")
             secrets["REDIS_URL"] = embedded.start()
             log.info("embedded Redis running, data in %s", data_dir / "redis")
+        # The workers hide it from the processing command, wherever it is (Redis's files).
+        env["GHAPP_DATA_DIR"] = str(data_dir.resolve())
         running = children(settings, env, secrets)
         for child in running:
             child.start()

@@ -53,7 +53,10 @@ $trim_history
 -- The delivery in the history (a delivery seen before gets an event only), and its count.
 local function remember(outcome, event, counter, ...)
     redis.call("HINCRBY", KEYS[11], counter, 1)
-    if redis.call("EXISTS", KEYS[9]) == 0 then
+    -- Queued is what the delivery is now, even if it was ignored before (a redelivery after
+    -- PUSH_BRANCHES changed); a duplicate leaves the entry as it was.
+    if outcome == "queued" or redis.call("EXISTS", KEYS[9]) == 0 then
+        redis.call("HDEL", KEYS[9], "reason")
         redis.call("HSET", KEYS[9], "outcome", outcome, ...)
         redis.call("HSET", KEYS[9], unpack(ARGV, 19))
         redis.call("ZADD", KEYS[8], ARGV[13], ARGV[18])

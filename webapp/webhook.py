@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,6 +46,7 @@ from .errors import Answer, answer_for, json_answer, refusal, refusal_reason
 
 log = logging.getLogger("ghapp.web")
 PATH = "/webhook"
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 # Threads deciding and enqueuing, per web worker: each holds one Redis connection at a time.
 DECIDING_THREADS = 4
@@ -124,7 +126,9 @@ class Webhook:
         delivery_id = delivery if DELIVERY_RE.fullmatch(delivery) else None
         event_name = event if EVENT_RE.fullmatch(event) else None
         self.refusals.warning(
-            f"{answer.status} {reason}",
+            # One line a second per kind: quoted parts name what the request sent (no
+            # signature covers headers), so they are not part of the kind.
+            f"{answer.status} {QUOTED.sub('…', reason)[:80]}",
             "refused with %s: %s",
             answer.status,
             reason,
@@ -164,7 +168,9 @@ class Webhook:
                 },
                 limit=self.settings.history_limit,
                 counter=metrics.counter_field(
-                    "ghapp_webhooks_total", event=delivery.event, outcome=outcome
+                    "ghapp_webhooks_total",
+                    event=metrics.event_label(delivery.event),
+                    outcome=outcome,
                 ),
             )
         except redis.RedisError as exc:

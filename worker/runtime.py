@@ -58,6 +58,8 @@ class Runtime:
             return
         # The working directory holds .env and ghapp serve's data (the embedded Redis's files).
         hidden = [os.getcwd()]
+        if os.environ.get("GHAPP_DATA_DIR"):  # ghapp serve's data (the embedded Redis's files)
+            hidden.append(os.environ["GHAPP_DATA_DIR"])
         if settings.private_key_path:
             hidden.append(os.path.abspath(settings.private_key_path))
         try:

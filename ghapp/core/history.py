@@ -10,6 +10,7 @@ a list of their own, capped too: a flood of them cannot grow Redis, nor push rea
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -140,12 +141,16 @@ def update(
     identifier: str,
     state: str,
     fields: Mapping[str, Any] | None = None,
+    *,
+    touch: bool = True,
     **detail: Any,
 ) -> None:
-    """Add an event (a job's state) to an entry, and set ``fields`` of it; nothing if the entry
-    is no longer kept."""
+    """Add an event (a job's state) to an entry, and set ``fields`` of it (and ``updated_at``,
+    with ``touch``: what the job did, not what was done to the entry); nothing if the entry is
+    no longer kept."""
     keys = [redis_keys.history_entry(identifier), redis_keys.history_events(identifier)]
-    args = [event(state, **detail), *_flat({**(fields or {}), "updated_at": time.time()})]
+    stamp = {"updated_at": time.time()} if touch else {}
+    args = [event(state, **detail), *_flat({**(fields or {}), **stamp})]
     connection.eval(lua(UPDATE_SCRIPT), len(keys), *keys, *args)
 
 
@@ -292,7 +297,9 @@ def find(connection: redis.Redis, delivery: str) -> list[dict[str, Any]]:
     """The entries of one delivery id (one per App it came for; usually one)."""
     identifiers: Iterable[bytes] = (
         member
-        for member, _ in connection.zscan_iter(redis_keys.HISTORY_INDEX, match=f"*:{delivery}")
+        for member, _ in connection.zscan_iter(
+            redis_keys.HISTORY_INDEX, match="*:" + re.sub(r"([*?\[\]\\])", r"\\\1", delivery)
+        )
     )
     entries = [get(connection, identifier.decode()) for identifier in identifiers]
     return [entry for entry in entries if entry is not None]

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,25 +115,41 @@ class Throttled:
     """At most one line per ``interval`` seconds per key (a reason), with the count of the lines
     held back since: a flood of bad requests cannot flood the log."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.interval = interval
+        self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: object, **kwargs: Any) -> None:
-        now = time.monotonic()
+        """Log unless a line of ``key`` was logged less than ``interval`` ago; a line logged
+        says how many were held back, of its key and of keys since quiet."""
+        now = self.clock()
         with self._lock:
             if now - self._last.get(key, -self.interval) < self.interval:
                 self._held[key] = self._held.get(key, 0) + 1
                 return
             if len(self._last) > MAX_THROTTLED_KEYS:
                 self._last.clear()
+                self._held.clear()
             self._last[key] = now
             held = self._held.pop(key, 0)
+            quiet = {
+                k: n for k, n in self._held.items() if now - self._last.get(k, 0) >= self.interval
+            }
+            for k in quiet:
+                del self._held[k]
         if held:
             message += f" ({held} more like it in the last {self.interval:g} s not logged)"
+        if quiet:
+            message += f" ({sum(quiet.values())} of other kinds not logged since)"
         self.logger.warning(message, *args, **kwargs)
 
 

@@ -27,7 +27,8 @@ BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 # name: what it counts (the help text /metrics shows).
 COUNTERS = {
     "ghapp_webhooks_total": "Webhook deliveries answered, by event and outcome.",
-    "ghapp_jobs_total": "Jobs ended, by outcome.",
+    "ghapp_jobs_total": "Jobs ended (processed, failed, superseded) or run again later "
+    "(rescheduled, retried), by outcome.",
     "ghapp_token_mints_total": "Installation tokens minted.",
     "ghapp_github_requests_total": "Requests to GitHub's REST API, by status.",
     "ghapp_redeliveries_requested_total": "Failed deliveries GitHub was asked to redeliver.",
@@ -42,6 +43,15 @@ HISTOGRAMS = {
     "ghapp_job_duration_seconds": "Time from a job's start to its end.",
     "ghapp_fetch_duration_seconds": "Time the checkout of the pushed commit took.",
 }
+
+
+# The event label's values: GitHub's events ghapp handles; anything else (a header no signature
+# covers) is "other", so no request can make a label of its own.
+EVENTS = ("push", "ping", "installation", "installation_repositories", "check_run", "check_suite")
+
+
+def event_label(event: str) -> str:
+    return event if event in EVENTS or event in ("-", "retry") else "other"
 
 
 def counter_field(name: str, **labels: str) -> str:

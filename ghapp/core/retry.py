@@ -46,16 +46,8 @@ def queue_again(connection: redis.Redis, entry: Mapping[str, Any], settings: Set
     delivery = f"{original.delivery[:60]}-again-{uuid.uuid4().hex[:8]}"
     push = dataclasses.replace(original, delivery=delivery, payload_key=None, event=EVENT)
     app = str(entry.get("app") or "-")
-    job = Queue(settings.queue_name, connection=connection).enqueue(
-        PUSH_JOB,
-        kwargs=push.to_kwargs(),
-        job_timeout=hard_timeout(settings.job_timeout),
-        retry=retry_policy(),
-        result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl,
-        description=f"retry {push.repository} {push.ref} {push.sha[:12]}",
-        meta={"delivery": delivery, "app": app},
-    )
+    job_id = uuid.uuid4().hex
+    # Recorded before it is queued: a worker that takes it at once finds its entry.
     history.record(
         connection,
         app=app,
@@ -67,16 +59,29 @@ def queue_again(connection: redis.Redis, entry: Mapping[str, Any], settings: Set
             "sha": push.sha,
             "outcome": "queued",
             "reason": f"run again from delivery {original.delivery}",
-            "job_id": job.id,
+            "job_id": job_id,
             "push": {k: v for k, v in push.to_kwargs().items() if k != "payload_key"},
         },
         limit=settings.history_limit,
+    )
+    job = Queue(settings.queue_name, connection=connection).enqueue(
+        PUSH_JOB,
+        job_id=job_id,
+        kwargs=push.to_kwargs(),
+        job_timeout=hard_timeout(settings.job_timeout),
+        retry=retry_policy(),
+        result_ttl=settings.result_ttl,
+        failure_ttl=settings.failure_ttl,
+        description=f"retry {push.repository} {push.ref} {push.sha[:12]}",
+        meta={"delivery": delivery, "app": app},
     )
     history.update(
         connection,
         history.entry_id(app, original.delivery),
         "run again",
+        {"run_again_as": delivery},
         delivery=delivery,
         job=job.id,
+        touch=False,
     )
     return Requeued(delivery=delivery, job_id=job.id)

@@ -362,7 +362,7 @@ def test_serve_says_where_everything_is_and_deliveries_and_retry_use_its_redis(
         assert f"http://127.0.0.1:{port}/dashboard (Basic auth" in said
         assert f"http://127.0.0.1:{port}/metrics (open: set METRICS_TOKEN)" in said
         url_file = tmp_path / ".ghapp" / "redis" / "url"
-        assert 'rq info -u "$(cat .ghapp/redis/url)"' in said
+        assert 'RQ_REDIS_URL="$(cat .ghapp/redis/url)" rq info' in said
         assert "dashboard-sekrit" not in said
         assert url_file.read_text().strip() not in said  # the URL holds Redis's password
         assert oct(url_file.stat().st_mode & 0o777) == "0o600"

@@ -178,3 +178,46 @@ def test_a_foreseen_failure_is_one_line_and_an_unforeseen_one_keeps_rqs_tracebac
     assert any("ZeroDivisionError" in str(line["message"]) for line in rq_line), lines
     assert foreseen.get_status(refresh=True) == "failed"
     assert unforeseen.get_status(refresh=True) == "failed"
+
+
+def test_a_flood_of_one_kind_is_one_line_a_second_with_the_count_held_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ghapp.core.logs import Throttled
+
+    clock = [100.0]
+    logger = logging.getLogger("ghapp.test.throttle")
+    throttled = Throttled(logger, interval=1.0, clock=lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="ghapp.test.throttle"):
+        for _ in range(50):
+            throttled.warning("401 bad signature", "refused with %s", 401)
+        throttled.warning("400 bad body", "refused with %s", 400)
+        clock[0] += 1.5
+        throttled.warning("401 bad signature", "refused with %s", 401)
+        clock[0] += 1.5
+        throttled.warning("403 wrong app", "refused with %s", 403)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "refused with 401",
+        "refused with 400",
+        "refused with 401 (49 more like it in the last 1 s not logged)",
+        "refused with 403",
+    ]
+
+
+def test_held_back_counts_of_a_quiet_kind_are_said_on_the_next_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ghapp.core.logs import Throttled
+
+    clock = [0.0]
+    throttled = Throttled(logging.getLogger("ghapp.test.quiet"), clock=lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="ghapp.test.quiet"):
+        for _ in range(10):
+            throttled.warning("a", "kind a")
+        clock[0] += 5
+        throttled.warning("b", "kind b")
+    assert [r.getMessage() for r in caplog.records] == [
+        "kind a",
+        "kind b (9 of other kinds not logged since)",
+    ]

@@ -256,3 +256,19 @@ def test_the_command_writes_its_result_file_and_nothing_else_of_the_job(
     assert "read-only" in output
     result_file = JobDirectory(job[1].parent).result_file
     assert json.loads(result_file.read_text()) == {"title": "from the sandbox"}
+
+
+def test_serves_data_directory_is_hidden_from_the_command_wherever_it_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ghapp.core.settings import load_settings
+    from worker.runtime import Runtime
+
+    _sandbox()  # skips where bubblewrap cannot run
+    monkeypatch.setenv("GHAPP_DATA_DIR", "/etc/ghapp-data")
+    settings = load_settings(
+        {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY_PATH": "", "PROCESS_COMMAND": "true"}
+    )
+    sandbox = Runtime(settings).sandbox
+    assert sandbox is not None
+    assert "/etc/ghapp-data" in sandbox.hidden
