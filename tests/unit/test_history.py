@@ -4,6 +4,7 @@ capped list, and the filters every reader uses."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -11,15 +12,24 @@ import pytest
 import redis
 
 from ghapp.core import history, metrics, redis_keys
-from tests.support import claim_empty_db
+from ghapp.embedded_redis import EmbeddedRedis
+from tests.support import claim_empty_db, with_db
 
 
 @pytest.fixture(scope="module")
-def own_db(redis_url: str) -> Iterator[redis.Redis]:
-    """A database of this module's own on the test run's Redis (empty when claimed)."""
-    client = redis.Redis.from_url(redis_url, db=claim_empty_db(redis_url))
+def own_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """A Redis database of this module's own: an empty one of REDIS_URL's server (claimed by
+    its base URL, never the session's), or an embedded server of its own."""
+    shared = os.environ.get("REDIS_URL")
+    if shared:
+        client = redis.Redis.from_url(with_db(shared, claim_empty_db(shared)))
+        yield client
+        client.flushdb()  # it was empty when claimed: all of it is ours
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("history-redis"))
+    client = redis.Redis.from_url(server.start())
     yield client
-    client.flushdb()  # it was empty when claimed: all of it is ours
+    server.stop()
 
 
 @pytest.fixture
