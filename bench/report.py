@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.acknowledge import SINGLE, SINGLE_LOAD, Acknowledged
+from bench.acknowledge import PROBOT, SINGLE, SINGLE_LOAD, Acknowledged
 from bench.backlog import EMPTY, FULL, Backlogged
 from bench.checkout import FULL as FULL_CLONE
 from bench.checkout import OURS, SHALLOW, Checkouts
@@ -44,53 +44,60 @@ def header(machine: Machine, payload_sizes: Mapping[str, int]) -> list[str]:
 
 
 def acknowledge(result: Acknowledged) -> list[str]:
+    measured = [name for name in ("ghapp", PROBOT, "naive", "floor") if has(result, name)]
+    references = measured[1:]
     rows = []
     for payload in result.payloads:
         for connections in result.connections:
-            ours = result.loads[("ghapp", payload, connections)]
-            naive = result.loads[("naive", payload, connections)]
-            floor = result.loads[("floor", payload, connections)]
+            load = {name: result.loads[(name, payload, connections)] for name in measured}
+            ours = load["ghapp"]
             rows.append(
                 [
                     payload,
                     str(connections),
-                    ours.rps.show(),
-                    naive.rps.show(),
-                    floor.rps.show(),
-                    ratio(ours.rps, naive.rps),
-                    ratio(ours.rps, floor.rps),
+                    *(load[name].rps.show() for name in measured),
+                    *(ratio(ours.rps, load[name].rps) for name in references),
                     ours.p50_ms.show(" ms", 1),
-                    ours.p99_ms.show(" ms", 1),
-                    naive.p99_ms.show(" ms", 1),
-                    floor.p99_ms.show(" ms", 1),
+                    *(load[name].p99_ms.show(" ms", 1) for name in measured),
                 ]
             )
     single = result.loads[(SINGLE, *SINGLE_LOAD)]
     payload, connections = SINGLE_LOAD
+    if result.probot_missing is None:
+        probot = (
+            f"{result.probot} runs as one Node process (Probot forks no workers): its own "
+            "middleware (`createNodeMiddleware`) on a bare `node:http` server, with an app that "
+            "reads each push's installation id and does nothing else, stores nothing "
+            "(LOG_LEVEL=warn, NODE_ENV=production; bench/references/probot, installed with npm "
+            "in ~/.cache/ghapp-bench); it checks the same X-Hub-Signature-256 with the same "
+            "secret and answers 200 once its handler has run. Processes: ghapp, the naive "
+            f"endpoint and the floor {result.web_workers} workers each (and a master), "
+            "Probot 1."
+        )
+    else:
+        probot = f"Probot not measured: {result.probot_missing}."
     return [
         "## 1. Acknowledge: requests/s and latency",
         f"wrk -t2 for {result.seconds} s, {result.rounds} rounds each: median (min–max). "
-        f"Each server runs {result.web_workers} gunicorn workers: ghapp's Procfile line (uvicorn "
-        "workers), the naive endpoint and the floor sync ones; each request a push of its own "
-        "(another pushed sha), under a fresh delivery id; all on the same embedded "
+        f"Each Python server runs {result.web_workers} gunicorn workers: ghapp's Procfile line "
+        "(uvicorn workers), the naive endpoint and the floor sync ones; each request a push of "
+        "its own (another pushed sha), under a fresh delivery id; ghapp and the Python "
+        "references on the same embedded "
         "Redis (append-only file fsynced every second), emptied before each measurement, with its "
         "automatic rewrite of the file off (nothing drains the queue here, so the rewrites of an "
         "ever larger dataset fell at random in the measurements); each round measures the "
         "servers in turn.",
         "",
+        probot,
+        "",
         *table(
             [
                 "payload",
                 "conc.",
-                "ghapp req/s",
-                "naive req/s",
-                "floor req/s",
-                "vs naive",
-                "vs floor",
+                *(f"{name} req/s" for name in measured),
+                *(f"vs {name}" for name in references),
                 "ghapp p50",
-                "ghapp p99",
-                "naive p99",
-                "floor p99",
+                *(f"{name} p99" for name in measured),
             ],
             rows,
         ),
@@ -99,6 +106,11 @@ def acknowledge(result: Acknowledged) -> list[str]:
         f"endpoint has {result.web_workers}, as ghapp and the floor do.",
         "",
     ]
+
+
+def has(result: Acknowledged, server: str) -> bool:
+    """Whether ``server`` was measured in section 1 (Probot may not have been)."""
+    return any(name == server for name, _, _ in result.loads)
 
 
 def web_profile(samples: Mapping[str, int] | None) -> list[str]:

@@ -1,8 +1,10 @@
 """ghapp's benchmark, side by side with its references in one run; writes bench/RESULTS.md.
 
-1. acknowledge: wrk against the production web process (the Procfile line), a naive Flask +
-   RQ endpoint and the floor (HMAC + LPUSH), two payloads, concurrency 16 and 64
-   (bench/acknowledge.py), and where a web worker's time goes (bench/web_profile.py);
+1. acknowledge: wrk against the production web process (the Procfile line), Probot 14 (installed
+   with npm into ~/.cache/ghapp-bench at bench time, bench/probot.py; left out, saying why, when
+   node or npm is missing), a naive Flask + RQ endpoint and the floor (HMAC + LPUSH), two
+   payloads, concurrency 16 and 64 (bench/acknowledge.py), and where a web worker's time goes
+   (bench/web_profile.py);
 2. backlog: acknowledge with 50,000 jobs waiting (bench/backlog.py);
 3. processed: 500 pushes over 20 repositories, 1, 2 and 4 worker processes (bench/processed.py);
 4. checkout: one commit of a long-history repository vs git's shallow and full clones
