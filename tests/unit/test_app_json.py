@@ -32,7 +32,6 @@ DYNO_SIZES = {
 REQUIRED = {"GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"}
 # Set by Heroku itself (the router, the Redis add-on): never asked for.
 SET_BY_HEROKU = {"PORT", "REDIS_URL"}
-PEM = "-----BEGIN RSA PRIVATE KEY-----\\nMIIB\\n-----END RSA PRIVATE KEY-----"
 
 
 class Recording(Mapping[str, str]):
@@ -102,14 +101,15 @@ def test_every_env_name_is_a_setting_the_code_reads() -> None:
     assert not set(APP["env"]) & SET_BY_HEROKU
 
 
-def test_the_required_ones_are_what_the_processes_require() -> None:
+def test_the_required_ones_are_what_the_processes_require(app_key: tuple[bytes, bytes]) -> None:
     required = {name for name, entry in APP["env"].items() if entry.get("required", True)}
     assert required == REQUIRED
     assert APP["env"]["GITHUB_WEBHOOK_SECRET"]["generator"] == "secret"
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY"):
         assert "value" not in APP["env"][name]
         assert "generator" not in APP["env"][name]
-    values = {"GITHUB_APP_ID": "12345", "GITHUB_PRIVATE_KEY": PEM, "GITHUB_WEBHOOK_SECRET": "s"}
+    pem = app_key[0].decode()  # made for this run
+    values = {"GITHUB_APP_ID": "12345", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": "s"}
     settings = load_settings(values)
     settings.require_web()
     settings.require_worker()

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -190,7 +192,8 @@ def test_manifest_registers_an_app_whose_key_the_simulator_accepts(
     assert app["html_url"] == f"{fresh.url}/apps/widget-checker"
     assert app["permissions"] == {"contents": "read", "metadata": "read", "checks": "write"}
     assert app["events"] == ["push", "check_run", "check_suite"]
-    assert app["pem"].startswith("-----BEGIN PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(app["pem"].encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     assert all(app[key] for key in ("webhook_secret", "client_id", "client_secret"))
     record = fresh.app("widget-checker")
     assert (int(record.id), record.webhook_url) == (app["id"], receiver.url)
