@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -236,3 +237,39 @@ def process_children() -> dict[int, list[int]]:
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(entry.name))
     return children
+
+
+class HookReceiver:
+    """A webhook endpoint on loopback recording every delivery; with ``busy_first`` it answers
+    503 to the first one (a server having a bad moment), 200 to the others."""
+
+    def __init__(self, busy_first: bool = False) -> None:
+        from werkzeug.serving import make_server
+
+        self.busy_first = busy_first
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/webhook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        from werkzeug.wrappers import Request, Response
+
+        request = Request(environ)
+        with self._lock:
+            self.received.append((dict(request.headers.items()), request.get_data()))
+            busy = self.busy_first and len(self.received) == 1
+        answer = Response("busy", status=503) if busy else Response("ok")
+        return answer(environ, start_response)
+
+    def events(self, name: str) -> list[tuple[dict[str, str], bytes]]:
+        """The deliveries of one event, oldest first."""
+        with self._lock:
+            return [(h, b) for h, b in self.received if h.get("X-Github-Event") == name]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

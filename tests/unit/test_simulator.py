@@ -12,7 +12,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +23,6 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator import (
     GitHubSimulator,
@@ -34,31 +31,15 @@ from ghapp.simulator import (
     Repository,
     generate_app_key,
 )
+from tests.support import HookReceiver
 
 APP_ID = "4242"
 ZERO = "0" * 40
 
 
 @pytest.fixture(scope="module")
-def app_key() -> tuple[bytes, bytes]:
-    return generate_app_key()
-
-
-@pytest.fixture(scope="module")
 def other_key() -> tuple[bytes, bytes]:
     return generate_app_key()
-
-
-@pytest.fixture
-def sim(app_key: tuple[bytes, bytes], tmp_path: Path) -> Iterator[GitHubSimulator]:
-    with GitHubSimulator(APP_ID, app_key[1], tmp_path / "github") as simulator:
-        simulator.add_installation(1)
-        yield simulator
-
-
-@pytest.fixture
-def repo(sim: GitHubSimulator) -> Repository:
-    return sim.create_repository("octo-org/hello", installation_id=1, files={"README.md": "hi\n"})
 
 
 def make_jwt(private_pem: bytes, **overrides: Any) -> str:
@@ -487,33 +468,9 @@ DELIVERY_KEYS = {
 }
 
 
-class Receiver:
-    """A webhook endpoint on loopback that answers 503 to the first delivery, 200 after."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/webhook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        request = Request(environ)
-        with self._lock:
-            self.received.append((dict(request.headers.items()), request.get_data()))
-            status = 503 if len(self.received) == 1 else 200
-        return Response("busy" if status == 503 else "ok", status=status)(environ, start_response)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def receiver() -> Iterator[HookReceiver]:
+    server = HookReceiver(busy_first=True)
     yield server
     server.close()
 
@@ -536,7 +493,7 @@ def assert_signed(headers: dict[str, str], body: bytes) -> None:
 
 
 def test_send_list_page_and_redeliver_webhooks(
-    sim: GitHubSimulator, repo: Repository, app_key, receiver: Receiver
+    sim: GitHubSimulator, repo: Repository, app_key, receiver: HookReceiver
 ) -> None:
     sim.webhook_url, sim.webhook_secret = receiver.url, SECRET
     push = sim.push_payload(repo.full_name, None, sim.branch_tip(repo.full_name))

@@ -5,37 +5,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 import requests
 
-from ghapp.simulator import GitHubSimulator, Repository, generate_app_key
+from ghapp.simulator import GitHubSimulator, Repository
 
 APP_ID = "4242"
 NOT_ACCESSIBLE = "Resource not accessible by integration"
 NOT_GRANTED = "The permissions requested are not granted to this installation."
-
-
-@pytest.fixture(scope="module")
-def app_key() -> tuple[bytes, bytes]:
-    return generate_app_key()
-
-
-@pytest.fixture
-def sim(app_key: tuple[bytes, bytes], tmp_path: Path) -> Iterator[GitHubSimulator]:
-    with GitHubSimulator(APP_ID, app_key[1], tmp_path / "github") as simulator:
-        simulator.add_installation(1)
-        yield simulator
-
-
-@pytest.fixture
-def repo(sim: GitHubSimulator) -> Repository:
-    return sim.create_repository("octo-org/hello", installation_id=1, files={"README.md": "hi\n"})
 
 
 def make_jwt(private_pem: bytes) -> str:

@@ -6,9 +6,8 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,39 +18,11 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from ghapp.simulator import GitHubSimulator, generate_app_key
+from tests.support import HookReceiver
 
 REDIRECT = "http://127.0.0.1:9/registered"  # never fetched: the test reads the Location header
-
-
-class Receiver:
-    """A webhook endpoint on loopback recording every delivery (answers 200)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/webhook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        request = Request(environ)
-        with self._lock:
-            self.received.append((dict(request.headers.items()), request.get_data()))
-        return Response("ok")(environ, start_response)
-
-    def events(self, name: str) -> list[tuple[dict[str, str], bytes]]:
-        with self._lock:
-            return [(h, b) for h, b in self.received if h.get("X-Github-Event") == name]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
 
 class Form:
@@ -166,8 +137,8 @@ def signed_with(secret: str | bytes, headers: dict[str, str], body: bytes) -> bo
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def receiver() -> Iterator[HookReceiver]:
+    server = HookReceiver()
     yield server
     server.close()
 
@@ -182,7 +153,7 @@ def fresh(tmp_path: Path) -> Iterator[GitHubSimulator]:
 
 
 def test_manifest_registers_an_app_whose_key_the_simulator_accepts(
-    fresh: GitHubSimulator, receiver: Receiver
+    fresh: GitHubSimulator, receiver: HookReceiver
 ) -> None:
     app = register(fresh, manifest("Widget Checker", receiver.url))
 
@@ -218,7 +189,7 @@ def test_manifest_registers_an_app_whose_key_the_simulator_accepts(
 
 
 def test_a_code_converts_once_and_only_within_an_hour(
-    fresh: GitHubSimulator, receiver: Receiver
+    fresh: GitHubSimulator, receiver: HookReceiver
 ) -> None:
     def create(name: str) -> str:
         page = requests.post(
@@ -243,7 +214,7 @@ def test_a_code_converts_once_and_only_within_an_hour(
 
 
 def test_installing_sends_the_installation_webhook_signed_for_that_app(
-    fresh: GitHubSimulator, receiver: Receiver
+    fresh: GitHubSimulator, receiver: HookReceiver
 ) -> None:
     app = register(fresh, manifest("Hooked", receiver.url))
     page = requests.get(f"{fresh.url}/apps/hooked/installations/new?account=octo-org", timeout=10)
@@ -272,10 +243,10 @@ def test_installing_sends_the_installation_webhook_signed_for_that_app(
 
 
 def test_push_goes_to_every_installed_app_with_its_own_installation_and_signature(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: HookReceiver
 ) -> None:
     private_pem, public_pem = generate_app_key()
-    other = Receiver()
+    other = HookReceiver()
     try:
         with GitHubSimulator("4242", public_pem, tmp_path / "gh") as sim:
             sim.webhook_url, sim.webhook_secret = other.url, "first-secret"
@@ -320,7 +291,7 @@ def test_push_goes_to_every_installed_app_with_its_own_installation_and_signatur
         other.close()
 
 
-def test_inactive_hook_gets_no_deliveries(fresh: GitHubSimulator, receiver: Receiver) -> None:
+def test_inactive_hook_gets_no_deliveries(fresh: GitHubSimulator, receiver: HookReceiver) -> None:
     register(
         fresh,
         manifest("Quiet", receiver.url, hook_attributes={"url": receiver.url, "active": False}),
@@ -331,7 +302,7 @@ def test_inactive_hook_gets_no_deliveries(fresh: GitHubSimulator, receiver: Rece
 
 
 def test_organization_form_and_get_with_manifest_in_the_query(
-    fresh: GitHubSimulator, receiver: Receiver
+    fresh: GitHubSimulator, receiver: HookReceiver
 ) -> None:
     document = manifest("Org App", receiver.url)
     page = requests.get(
@@ -381,7 +352,7 @@ def test_invalid_manifest_is_refused_with_the_reason(
     assert fresh.apps() == []
 
 
-def test_names_are_unique_and_escaped(fresh: GitHubSimulator, receiver: Receiver) -> None:
+def test_names_are_unique_and_escaped(fresh: GitHubSimulator, receiver: HookReceiver) -> None:
     register(fresh, manifest("Taken", receiver.url))
     page = requests.post(
         f"{fresh.url}/settings/apps/new",
